@@ -1,0 +1,9 @@
+//! Evaluation of an embedding: retrieval metrics and clustering quality (NMI).
+
+pub mod kmeans;
+pub mod nmi;
+pub mod retrieval;
+
+pub use kmeans::{KMeans, KMeansConfig};
+pub use nmi::{normalized_mutual_information, nmi_of_embeddings};
+pub use retrieval::{RetrievalConfig, RetrievalMetrics, Selection, l2_normalize};

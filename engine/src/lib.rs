@@ -1,0 +1,9 @@
+//! dml-engine: metric losses, retrieval metrics and the pieces of a deep metric learning trainer,
+//! on Burn with the backend chosen at run time.
+
+pub use burn;
+
+pub mod backend;
+pub mod eval;
+pub mod loss;
+pub mod npy;
