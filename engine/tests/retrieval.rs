@@ -123,6 +123,25 @@ fn leave_one_out_matches_brute_force() {
 }
 
 #[test]
+fn shallow_depth_with_many_ties_matches_brute_force() {
+    // Many small classes and small K: only a few neighbours per query are needed out of a large
+    // gallery, so selection must cut through long runs of tied similarities by index.
+    let (n, d) = (400, 8);
+    let x = tie_heavy(11, n, d);
+    let mut r = rng(12);
+    let y: Vec<i64> = (0..n).map(|_| r.random_range(0..120)).collect();
+    let ks = [1, 2, 3];
+    let want = reference(&x, &y, &x, &y, d, true, &ks);
+    for selection in [Selection::Host, Selection::Device] {
+        let mut config = RetrievalConfig::new(&ks);
+        config.selection = selection;
+        config.block_rows = Some(64);
+        let got = config.evaluate(tensor(&x, n, d, &cpu()), &y);
+        assert_same(&got, &want, &format!("{selection:?}"));
+    }
+}
+
+#[test]
 fn separate_queries_match_brute_force() {
     let d = 6;
     let (nq, ng) = (40, 70);

@@ -89,36 +89,40 @@ impl RetrievalConfig {
         let candidates = gallery_size - leave_one_out as usize;
         let max_k = self.ks.iter().copied().max().unwrap_or(1);
         let depth = relevant.iter().copied().max().unwrap_or(0).max(max_k).min(candidates);
-        let mut scores = QueryScores::new(&self.ks);
         if depth == 0 {
-            scores.skipped = relevant.len();
-            return scores.finish();
+            return RetrievalMetrics { skipped: relevant.len(), ..summarise(&self.ks, std::iter::empty()) };
         }
 
         let num_queries = query_labels.len();
-        let block = self.block_rows.unwrap_or_else(|| ((1usize << 26) / gallery_size.max(1)).clamp(1, 4096));
         let on_host = match self.selection {
             Selection::Auto => selects_on_host(&gallery.device()),
             Selection::Host => true,
             Selection::Device => false,
         };
+        // Host selection runs two blocks at a time (one per core on small machines), so blocks are
+        // half the size there.
+        let budget = if on_host { 1usize << 25 } else { 1usize << 26 };
+        let block = self.block_rows.unwrap_or_else(|| (budget / gallery_size.max(1)).clamp(1, 4096));
+        let blocks: Vec<std::ops::Range<usize>> =
+            (0..num_queries).step_by(block).map(|start| start..(start + block).min(num_queries)).collect();
+        let dim = queries.dims()[1];
         let gallery_t = gallery.transpose();
-        let mut start = 0;
-        while start < num_queries {
-            let end = (start + block).min(num_queries);
-            let mut sim = queries.clone().slice([start..end, 0..queries.dims()[1]]).matmul(gallery_t.clone());
+        let score_block = |rows: &std::ops::Range<usize>| -> Vec<QueryResult> {
+            let mut sim = queries.clone().slice([rows.clone(), 0..dim]).matmul(gallery_t.clone());
             if leave_one_out {
-                let own = self_mask(start, end, gallery_size, &sim.device());
+                let own = self_mask(rows.start, rows.end, gallery_size, &sim.device());
                 sim = sim.mask_fill(own, f32::NEG_INFINITY);
             }
             let ranked = if on_host { rank_on_host(sim, depth) } else { rank_on_device(sim, depth) };
-            for (row, neighbours) in ranked.iter().enumerate() {
-                let query = start + row;
-                scores.add(query_labels[query], relevant[query], neighbours, gallery_labels);
-            }
-            start = end;
-        }
-        scores.finish()
+            ranked
+                .iter()
+                .zip(rows.clone())
+                .map(|(neighbours, q)| QueryResult::new(query_labels[q], relevant[q], neighbours, gallery_labels))
+                .collect()
+        };
+        let results: Vec<Vec<QueryResult>> =
+            if on_host { blocks.par_iter().map(score_block).collect() } else { blocks.iter().map(score_block).collect() };
+        summarise(&self.ks, results.iter().flatten())
     }
 }
 
@@ -140,26 +144,38 @@ fn by_rank(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
-/// The `depth` best gallery indices of each row, selected on the host: on a CPU backend the
-/// similarities already live in host memory, and a linear-time selection beats a full sort.
-fn rank_on_host(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
-    let [rows, cols] = sim.dims();
-    let values: Vec<f32> = sim.try_into_vec_as::<f32>().expect("f32 similarities");
-    (0..rows)
-        .into_par_iter()
-        .map(|r| {
-            let mut row: Vec<(f32, u32)> = values[r * cols..(r + 1) * cols]
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v, i as u32))
-                .collect();
-            if depth < cols {
-                row.select_nth_unstable_by(depth, by_rank);
-                row.truncate(depth);
+/// The `depth` best entries of one row, best first. One pass with a bounded buffer: an entry
+/// enters only if it beats the worst of the best `depth` seen so far; scanning in index order
+/// means a later entry that only ties that worst one ranks below it and can be dropped.
+fn top_of_row(values: &[f32], depth: usize, buffer: &mut Vec<(f32, u32)>) -> Vec<u32> {
+    buffer.clear();
+    let mut threshold = f32::NEG_INFINITY;
+    for (i, &v) in values.iter().enumerate() {
+        if v > threshold {
+            buffer.push((v, i as u32));
+            if buffer.len() == 2 * depth {
+                buffer.select_nth_unstable_by(depth - 1, by_rank);
+                buffer.truncate(depth);
+                threshold = buffer[depth - 1].0;
             }
-            row.sort_unstable_by(by_rank);
-            row.into_iter().map(|(_, i)| i).collect()
-        })
+        }
+    }
+    if buffer.len() > depth {
+        buffer.select_nth_unstable_by(depth - 1, by_rank);
+        buffer.truncate(depth);
+    }
+    buffer.sort_unstable_by(by_rank);
+    buffer.iter().map(|&(_, i)| i).collect()
+}
+
+/// The `depth` best gallery indices of each row, selected on the host: on a CPU backend the
+/// similarities already live in host memory, and a linear scan beats a full sort.
+fn rank_on_host(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
+    let [_, cols] = sim.dims();
+    let values: Vec<f32> = sim.try_into_vec_as::<f32>().expect("f32 similarities");
+    values
+        .par_chunks(cols)
+        .map_init(Vec::new, |buffer, row| top_of_row(row, depth, buffer))
         .collect()
 }
 
@@ -185,35 +201,24 @@ fn rank_on_device(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Running sums of the per-query scores.
-struct QueryScores {
-    ks: Vec<usize>,
-    hits: Vec<usize>,
+/// The scores of one query; `None` for a query without a relevant gallery item.
+struct QueryResult(Option<QueryScore>);
+
+struct QueryScore {
+    /// Rank (from 0) of the first relevant neighbour, if among those retrieved.
+    first_hit: Option<usize>,
     average_precision: f64,
     r_precision: f64,
-    queries: usize,
-    skipped: usize,
 }
 
-impl QueryScores {
-    fn new(ks: &[usize]) -> Self {
-        Self { ks: ks.to_vec(), hits: vec![0; ks.len()], average_precision: 0.0, r_precision: 0.0, queries: 0, skipped: 0 }
-    }
-
-    /// One query: its label, its number of relevant gallery items `r`, and its ranked neighbours.
-    fn add(&mut self, label: i64, r: usize, neighbours: &[u32], gallery_labels: &[i64]) {
+impl QueryResult {
+    /// One query: its label, its number of relevant gallery items `r`, its ranked neighbours.
+    fn new(label: i64, r: usize, neighbours: &[u32], gallery_labels: &[i64]) -> Self {
         if r == 0 {
-            self.skipped += 1;
-            return;
+            return QueryResult(None);
         }
-        self.queries += 1;
         let relevant = |i: usize| gallery_labels[neighbours[i] as usize] == label;
         let first_hit = (0..neighbours.len()).find(|&i| relevant(i));
-        for (k, hits) in self.ks.iter().zip(self.hits.iter_mut()) {
-            if first_hit.is_some_and(|i| i < *k) {
-                *hits += 1;
-            }
-        }
         let mut found = 0usize;
         let mut precision_sum = 0.0;
         for i in 0..r.min(neighbours.len()) {
@@ -222,18 +227,38 @@ impl QueryScores {
                 precision_sum += found as f64 / (i + 1) as f64;
             }
         }
-        self.average_precision += precision_sum / r as f64;
-        self.r_precision += found as f64 / r as f64;
+        QueryResult(Some(QueryScore {
+            first_hit,
+            average_precision: precision_sum / r as f64,
+            r_precision: found as f64 / r as f64,
+        }))
     }
+}
 
-    fn finish(self) -> RetrievalMetrics {
-        let n = self.queries.max(1) as f64;
-        RetrievalMetrics {
-            recall_at_k: self.ks.iter().zip(&self.hits).map(|(&k, &h)| (k, h as f64 / n)).collect(),
-            map_at_r: self.average_precision / n,
-            r_precision: self.r_precision / n,
-            queries: self.queries,
-            skipped: self.skipped,
+/// Means over the evaluated queries, summed in query order (reproducible to the last bit).
+fn summarise<'a>(ks: &[usize], results: impl Iterator<Item = &'a QueryResult>) -> RetrievalMetrics {
+    let mut hits = vec![0usize; ks.len()];
+    let (mut ap, mut rp, mut queries, mut skipped) = (0.0, 0.0, 0usize, 0usize);
+    for result in results {
+        let Some(score) = &result.0 else {
+            skipped += 1;
+            continue;
+        };
+        queries += 1;
+        ap += score.average_precision;
+        rp += score.r_precision;
+        for (k, h) in ks.iter().zip(hits.iter_mut()) {
+            if score.first_hit.is_some_and(|i| i < *k) {
+                *h += 1;
+            }
         }
+    }
+    let n = queries.max(1) as f64;
+    RetrievalMetrics {
+        recall_at_k: ks.iter().zip(&hits).map(|(&k, &h)| (k, h as f64 / n)).collect(),
+        map_at_r: ap / n,
+        r_precision: rp / n,
+        queries,
+        skipped,
     }
 }
