@@ -7,22 +7,6 @@ use dml_engine::burn::tensor::Device;
 use dml_engine::eval::{RetrievalConfig, RetrievalMetrics, Selection};
 use rand::RngExt;
 
-/// Unit vectors whose entries are ±0.5 on 4 of `dim` coordinates: every dot product is an exact
-/// multiple of 0.25 in f32 as in f64, so ties are frequent and exact.
-fn tie_heavy(seed: u64, n: usize, dim: usize) -> Vec<f64> {
-    let mut r = rng(seed);
-    let mut x = vec![0.0; n * dim];
-    for i in 0..n {
-        let mut coords: Vec<usize> = (0..dim).collect();
-        for j in 0..4 {
-            let pick = r.random_range(j..dim);
-            coords.swap(j, pick);
-            x[i * dim + coords[j]] = if r.random::<bool>() { 0.5 } else { -0.5 };
-        }
-    }
-    x
-}
-
 /// Straight from LOSSES.md: full ranking by (similarity desc, gallery index asc).
 fn reference(q: &[f64], ql: &[i64], g: &[f64], gl: &[i64], d: usize, leave_one_out: bool, ks: &[usize]) -> RetrievalMetrics {
     let mut out = RetrievalMetrics::default();

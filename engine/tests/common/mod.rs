@@ -116,3 +116,19 @@ pub fn assert_all_close(what: &str, got: &[f64], want: &[f64], rel: f64, abs: f6
         want[at]
     );
 }
+
+/// Unit vectors whose entries are ±0.5 on 4 of `dim` coordinates: every dot product is an exact
+/// multiple of 0.25 in f32 as in f64, so ties are frequent and exact.
+pub fn tie_heavy(seed: u64, n: usize, dim: usize) -> Vec<f64> {
+    let mut r = rng(seed);
+    let mut x = vec![0.0; n * dim];
+    for i in 0..n {
+        let mut coords: Vec<usize> = (0..dim).collect();
+        for j in 0..4 {
+            let pick = r.random_range(j..dim);
+            coords.swap(j, pick);
+            x[i * dim + coords[j]] = if r.random::<bool>() { 0.5 } else { -0.5 };
+        }
+    }
+    x
+}

@@ -1,0 +1,67 @@
+//! The wgpu backend (lavapipe on machines without a GPU) agrees with the CPU backend on a loss
+//! with mining, one with sorting and searching, and on device-side top-k retrieval. Kept small:
+//! kernels compile slowly on a software Vulkan.
+//!
+//! Needs a Vulkan driver (`mesa-vulkan-drivers` gives lavapipe); `DML_SKIP_WGPU_TESTS=1` opts out
+//! explicitly on machines that have none.
+
+mod common;
+
+use common::*;
+use dml_engine::backend::{BackendChoice, select};
+use dml_engine::burn::tensor::Device;
+use dml_engine::eval::{RetrievalConfig, Selection};
+use dml_engine::loss::LossConfig;
+
+fn wgpu() -> Option<Device> {
+    if std::env::var_os("DML_SKIP_WGPU_TESTS").is_some() {
+        eprintln!("DML_SKIP_WGPU_TESTS is set: wgpu checks skipped");
+        return None;
+    }
+    let selected = select(BackendChoice::Wgpu).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    eprintln!("{}", selected.description);
+    Some(selected.device)
+}
+
+fn value_and_grad(json: &str, x: &[f64], y: &[i64], n: usize, d: usize, device: &Device) -> (f64, Vec<f64>) {
+    let loss = LossConfig::from_json(json).unwrap().init(device);
+    let xt = tensor(x, n, d, device).require_grad();
+    let out = loss.forward(xt.clone(), labels(y, device));
+    let value = out.clone().into_scalar::<f32>() as f64;
+    let grad = to_vec(xt.grad(&out.backward()).unwrap());
+    (value, grad)
+}
+
+#[test]
+fn wgpu_matches_cpu() {
+    let Some(gpu) = wgpu() else { return };
+    let gpu = gpu.autodiff();
+    let cpu = Device::flex().autodiff();
+    let (x, y) = clustered(60, 4, 5, 16, 0.9);
+    for json in [r#"{"name":"ms"}"#, r#"{"name":"triplet_semihard"}"#] {
+        let (v_cpu, g_cpu) = value_and_grad(json, &x, &y, 20, 16, &cpu);
+        let (v_gpu, g_gpu) = value_and_grad(json, &x, &y, 20, 16, &gpu);
+        assert!(v_cpu.abs() > 1e-3, "{json}: the batch should be active");
+        assert_close(&format!("{json} value"), v_gpu, v_cpu, 1e-4, 1e-7);
+        assert_all_close(&format!("{json} gradient"), &g_gpu, &g_cpu, 1e-4, 1e-7);
+    }
+
+    // Device top-k (a CubeCL reduction) against host selection, on data whose similarities are
+    // exact in f32 on any backend, full of ties.
+    let x = tie_heavy(61, 120, 8);
+    let y: Vec<i64> = (0..120).map(|i| (i * 7 % 13) as i64).collect();
+    let ks = [1, 2, 4, 8];
+    let mut on_device = RetrievalConfig::new(&ks);
+    on_device.selection = Selection::Device;
+    on_device.block_rows = Some(50);
+    let mut on_host = RetrievalConfig::new(&ks);
+    on_host.selection = Selection::Host;
+    let a = on_device.evaluate(tensor(&x, 120, 8, &gpu.clone().without_autodiff()), &y);
+    let b = on_host.evaluate(tensor(&x, 120, 8, &Device::flex()), &y);
+    assert_eq!(a.queries, b.queries);
+    for k in ks {
+        assert_close(&format!("Recall@{k}"), a.recall_at_k[&k], b.recall_at_k[&k], 0.0, 1e-12);
+    }
+    assert_close("MAP@R", a.map_at_r, b.map_at_r, 0.0, 1e-12);
+    assert_close("R-Precision", a.r_precision, b.r_precision, 0.0, 1e-12);
+}
