@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the benchmarks reported in bench/RESULTS.md on this machine, dml against the Python tools
+# people use today. Makes its own venv (bench/.venv) with pip; outputs go to bench/out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dml-target}"
+out=bench/out
+mkdir -p "$out"
+
+cargo build --release --locked -p dml -p dml-bench
+if [ ! -x bench/.venv/bin/python ]; then
+    python3 -m venv bench/.venv
+    bench/.venv/bin/pip install -q torch==2.15.0 pytorch-metric-learning==2.9.0 faiss-cpu==1.15.1 numpy==2.4.6
+fi
+py=bench/.venv/bin/python
+reps=${REPS:-20}
+
+echo "== losses: forward + backward, CPU, median of $reps (ms)"
+"$CARGO_TARGET_DIR/release/losses" "$reps" > "$out/losses_dml.txt"
+: > "$out/losses_pml.txt"
+for case in "ms 80" "ms 1000" "lifted 80" "lifted 1000" "triplet_semihard 80" "triplet_semihard 1000"; do
+    set -- $case
+    "$py" bench/pytorch_losses.py "$reps" "$1" "$2" >> "$out/losses_pml.txt" ||
+        echo "$1 $2 512 failed(exit-$?)" >> "$out/losses_pml.txt"
+done
+python3 - "$out/losses_dml.txt" "$out/losses_pml.txt" <<'TABLE'
+import sys
+read = lambda p: {(l.split()[0], l.split()[1]): l.split()[3] for l in open(p)}
+dml, pml = read(sys.argv[1]), read(sys.argv[2])
+print("| loss | n | dml (ms) | pytorch-metric-learning (ms) | pml / dml |")
+print("|---|---|---|---|---|")
+for key in dml:
+    d, p = float(dml[key]), pml.get(key, "missing")
+    ratio = f"{float(p) / d:.2f}" if p.replace(".", "").isdigit() else "-"
+    print(f"| {key[0]} | {key[1]} | {d:.2f} | {p} | {ratio} |")
+TABLE
+
+echo "== retrieval metrics: 60,502 × 512, K = 1,10,100,1000, wall time of the whole command (s)"
+[ -f "$out/sop_e.npy" ] || "$py" bench/make_sop_like.py "$out/sop_e.npy" "$out/sop_l.npy"
+start=$(date +%s.%N)
+"$CARGO_TARGET_DIR/release/dml" metrics --embeddings "$out/sop_e.npy" --labels "$out/sop_l.npy" \
+    --k 1,10,100,1000 --backend cpu --json > "$out/metrics_dml.json"
+dml_s=$(echo "$(date +%s.%N) - $start" | bc)
+start=$(date +%s.%N)
+"$py" bench/faiss_metrics.py "$out/sop_e.npy" "$out/sop_l.npy" 1,10,100,1000 > "$out/metrics_faiss.json"
+faiss_s=$(echo "$(date +%s.%N) - $start" | bc)
+echo "dml:   ${dml_s} s  $(cat "$out/metrics_dml.json")"
+echo "faiss: ${faiss_s} s  $(cat "$out/metrics_faiss.json")"
+echo "speedup: $(echo "scale=2; $faiss_s / $dml_s" | bc)x"
