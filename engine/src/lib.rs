@@ -4,6 +4,8 @@
 pub use burn;
 
 pub mod backend;
+pub mod data;
 pub mod eval;
 pub mod loss;
+pub mod model;
 pub mod npy;

@@ -99,6 +99,13 @@ impl RetrievalConfig {
             Selection::Host => true,
             Selection::Device => false,
         };
+        let score = |neighbours: &[u32], q: usize| QueryResult::new(query_labels[q], relevant[q], neighbours, gallery_labels);
+        if on_host && leave_one_out {
+            let block = self.block_rows.unwrap_or(512);
+            let ranked = rank_symmetric_on_host(&gallery, depth, block);
+            let results: Vec<QueryResult> = ranked.iter().enumerate().map(|(q, n)| score(n, q)).collect();
+            return summarise(&self.ks, results.iter());
+        }
         // Host selection runs two blocks at a time (one per core on small machines), so blocks are
         // half the size there.
         let budget = if on_host { 1usize << 25 } else { 1usize << 26 };
@@ -114,11 +121,7 @@ impl RetrievalConfig {
                 sim = sim.mask_fill(own, f32::NEG_INFINITY);
             }
             let ranked = if on_host { rank_on_host(sim, depth) } else { rank_on_device(sim, depth) };
-            ranked
-                .iter()
-                .zip(rows.clone())
-                .map(|(neighbours, q)| QueryResult::new(query_labels[q], relevant[q], neighbours, gallery_labels))
-                .collect()
+            ranked.iter().zip(rows.clone()).map(|(neighbours, q)| score(neighbours, q)).collect()
         };
         let results: Vec<Vec<QueryResult>> =
             if on_host { blocks.par_iter().map(score_block).collect() } else { blocks.iter().map(score_block).collect() };
@@ -176,6 +179,93 @@ fn rank_on_host(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
     values
         .par_chunks(cols)
         .map_init(Vec::new, |buffer, row| top_of_row(row, depth, buffer))
+        .collect()
+}
+
+/// The best `depth` entries seen so far of one row, fed columns in any order.
+struct RowTop {
+    entries: Vec<(f32, u32)>,
+    /// The worst entry kept at the last compaction: anything not ranked before it is dropped.
+    worst: Option<(f32, u32)>,
+}
+
+impl RowTop {
+    fn new() -> Self {
+        Self { entries: Vec::new(), worst: None }
+    }
+
+    /// Offers `values[c]` as column `offset + c`, skipping column `skip`.
+    fn offer(&mut self, values: &[f32], offset: u32, skip: Option<u32>, depth: usize) {
+        let capacity = depth + depth / 2 + 16;
+        let (mut worst_value, mut worst_index) = self.worst.unwrap_or((f32::NEG_INFINITY, u32::MAX));
+        for (c, &v) in values.iter().enumerate() {
+            let i = offset + c as u32;
+            if v < worst_value || (v == worst_value && i >= worst_index) || Some(i) == skip {
+                continue;
+            }
+            self.entries.push((v, i));
+            if self.entries.len() >= capacity {
+                self.entries.select_nth_unstable_by(depth - 1, by_rank);
+                self.entries.truncate(depth);
+                (worst_value, worst_index) = self.entries[depth - 1];
+                self.worst = Some((worst_value, worst_index));
+            }
+        }
+    }
+
+    fn finish(mut self, depth: usize) -> Vec<u32> {
+        if self.entries.len() > depth {
+            self.entries.select_nth_unstable_by(depth - 1, by_rank);
+            self.entries.truncate(depth);
+        }
+        self.entries.sort_unstable_by(by_rank);
+        self.entries.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+/// Leave-one-out ranking on the host using the symmetry of `S = X Xᵀ`: each block pair `(I, J)`
+/// with `I ≤ J` is multiplied once and feeds the rows of `I` and, transposed, the rows of `J` —
+/// half the multiply-adds of scoring every row against the whole gallery.
+fn rank_symmetric_on_host(x: &Tensor<2>, depth: usize, block: usize) -> Vec<Vec<u32>> {
+    let [n, dim] = x.dims();
+    let block = block.clamp(1, n.max(1));
+    let starts: Vec<usize> = (0..n).step_by(block).collect();
+    let pairs: Vec<(usize, usize)> =
+        (0..starts.len()).flat_map(|a| (a..starts.len()).map(move |b| (a, b))).collect();
+    let rows: Vec<std::sync::Mutex<Vec<RowTop>>> = starts
+        .iter()
+        .map(|&s| std::sync::Mutex::new((s..(s + block).min(n)).map(|_| RowTop::new()).collect()))
+        .collect();
+    let range = |b: usize| starts[b]..(starts[b] + block).min(n);
+    pairs.par_iter().for_each(|&(a, b)| {
+        let (ra, rb) = (range(a), range(b));
+        let (ha, hb) = (ra.len(), rb.len());
+        let left = x.clone().slice([ra.clone(), 0..dim]);
+        let right = x.clone().slice([rb.clone(), 0..dim]);
+        let sim: Vec<f32> = left.matmul(right.transpose()).try_into_vec_as::<f32>().expect("f32 similarities");
+        {
+            let mut tops = rows[a].lock().expect("row block lock");
+            for (r, top) in tops.iter_mut().enumerate() {
+                let own = (a == b).then_some((ra.start + r) as u32);
+                top.offer(&sim[r * hb..(r + 1) * hb], rb.start as u32, own, depth);
+            }
+        }
+        if a != b {
+            let mut column = vec![0.0f32; ha];
+            let mut tops = rows[b].lock().expect("row block lock");
+            for (r, top) in tops.iter_mut().enumerate() {
+                for (k, v) in column.iter_mut().enumerate() {
+                    *v = sim[k * hb + r];
+                }
+                top.offer(&column, ra.start as u32, None, depth);
+            }
+        }
+    });
+    rows.into_iter()
+        .flat_map(|m| m.into_inner().expect("row block lock"))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|top| top.finish(depth))
         .collect()
 }
 

@@ -1,0 +1,86 @@
+//! Fashion-MNIST, the bundled default dataset, in its IDX files. The zero-shot protocol trains on
+//! classes 0–4 and tests retrieval on the unseen classes 5–9.
+
+use std::path::{Path, PathBuf};
+
+use super::idx::{self, IdxError};
+
+/// Grey images of one size with their labels, in memory.
+#[derive(Clone, Debug)]
+pub struct GreyImages {
+    pub height: usize,
+    pub width: usize,
+    /// `n × height × width` bytes.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<i64>,
+}
+
+impl GreyImages {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.height * self.width;
+        &self.pixels[i * size..(i + 1) * size]
+    }
+
+    /// The items whose label satisfies `keep`.
+    pub fn filter(&self, keep: impl Fn(i64) -> bool) -> GreyImages {
+        let size = self.height * self.width;
+        let mut out = GreyImages { height: self.height, width: self.width, pixels: Vec::new(), labels: Vec::new() };
+        for (i, &label) in self.labels.iter().enumerate() {
+            if keep(label) {
+                out.pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+                out.labels.push(label);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct DatasetError {
+    pub path: PathBuf,
+    #[source]
+    pub source: IdxError,
+}
+
+/// The folder of the bundled test set, inside the source tree.
+pub fn bundled_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+}
+
+/// Reads `<root>/<prefix>-images-idx3-ubyte[.gz]` and the matching labels (`prefix` is `t10k`
+/// or `train`).
+pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
+    let find = |name: &str| {
+        let plain = root.join(name);
+        let gz = root.join(format!("{name}.gz"));
+        if gz.exists() || !plain.exists() { gz } else { plain }
+    };
+    let images_path = find(&format!("{prefix}-images-idx3-ubyte"));
+    let labels_path = find(&format!("{prefix}-labels-idx1-ubyte"));
+    fn err(path: &Path) -> impl FnOnce(IdxError) -> DatasetError + '_ {
+        move |source| DatasetError { path: path.to_path_buf(), source }
+    }
+    let images = idx::read(&images_path).map_err(err(&images_path))?;
+    let labels = idx::read(&labels_path).map_err(err(&labels_path))?;
+    let [n, height, width] = images.dims[..] else {
+        return Err(err(&images_path)(IdxError::Format(format!("expected 3 dimensions, found {:?}", images.dims))));
+    };
+    if labels.dims != [n] {
+        return Err(err(&labels_path)(IdxError::Format(format!("{:?} labels for {n} images", labels.dims))));
+    }
+    Ok(GreyImages { height, width, pixels: images.data, labels: labels.data.iter().map(|&l| l as i64).collect() })
+}
+
+/// The zero-shot split of a Fashion-MNIST file pair: classes 0–4 train, 5–9 test.
+pub fn zero_shot_split(images: &GreyImages) -> (GreyImages, GreyImages) {
+    (images.filter(|l| l < 5), images.filter(|l| l >= 5))
+}

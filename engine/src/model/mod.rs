@@ -1,0 +1,5 @@
+//! Embedding networks.
+
+mod small_cnn;
+
+pub use small_cnn::{ConvBlock, SmallCnn, SmallCnnConfig};

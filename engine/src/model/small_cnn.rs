@@ -1,0 +1,81 @@
+//! The small CNN of the default job: five 3×3 convolutions with batch norm and ReLU, two 2×2
+//! max pools, global max pooling and a linear embedding, L2-normalised.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::l2_normalize;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmallCnnConfig {
+    pub in_channels: usize,
+    pub dim: usize,
+}
+
+impl Default for SmallCnnConfig {
+    fn default() -> Self {
+        Self { in_channels: 1, dim: 64 }
+    }
+}
+
+/// conv3×3 → batch norm → ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: BatchNorm,
+}
+
+impl ConvBlock {
+    fn new(channels_in: usize, channels_out: usize, device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([channels_in, channels_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            norm: BatchNormConfig::new(channels_out).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.norm.forward(self.conv.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    blocks: Vec<ConvBlock>,
+    pool: MaxPool2d,
+    embed: Linear,
+}
+
+impl SmallCnnConfig {
+    pub fn init(&self, device: &Device) -> SmallCnn {
+        let widths = [(self.in_channels, 32), (32, 32), (32, 64), (64, 64), (64, 128)];
+        SmallCnn {
+            blocks: widths.iter().map(|&(i, o)| ConvBlock::new(i, o, device)).collect(),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            embed: LinearConfig::new(128, self.dim).init(device),
+        }
+    }
+}
+
+impl SmallCnn {
+    /// `[batch, channels, height, width]` → unit-length embeddings `[batch, dim]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if i == 1 || i == 3 {
+                x = self.pool.forward(x);
+            }
+        }
+        let [batch, channels, _, _] = x.dims();
+        let pooled = x.max_dim(3).max_dim(2).reshape([batch, channels]);
+        l2_normalize(self.embed.forward(pooled))
+    }
+}
