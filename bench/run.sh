@@ -47,3 +47,7 @@ faiss_s=$(echo "$(date +%s.%N) - $start" | bc)
 echo "dml:   ${dml_s} s  $(cat "$out/metrics_dml.json")"
 echo "faiss: ${faiss_s} s  $(cat "$out/metrics_faiss.json")"
 echo "speedup: $(echo "scale=2; $faiss_s / $dml_s" | bc)x"
+
+echo "== training step of the default job's small CNN (batch 80, 28×28, ms loss, Adam), CPU"
+echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" "$reps")"
+echo "PyTorch: $("$py" bench/pytorch_train_step.py "$reps")"
