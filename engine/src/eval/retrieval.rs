@@ -147,30 +147,6 @@ fn by_rank(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
-/// The `depth` best entries of one row, best first. One pass with a bounded buffer: an entry
-/// enters only if it beats the worst of the best `depth` seen so far; scanning in index order
-/// means a later entry that only ties that worst one ranks below it and can be dropped.
-fn top_of_row(values: &[f32], depth: usize, buffer: &mut Vec<(f32, u32)>) -> Vec<u32> {
-    buffer.clear();
-    let mut threshold = f32::NEG_INFINITY;
-    for (i, &v) in values.iter().enumerate() {
-        if v > threshold {
-            buffer.push((v, i as u32));
-            if buffer.len() == 2 * depth {
-                buffer.select_nth_unstable_by(depth - 1, by_rank);
-                buffer.truncate(depth);
-                threshold = buffer[depth - 1].0;
-            }
-        }
-    }
-    if buffer.len() > depth {
-        buffer.select_nth_unstable_by(depth - 1, by_rank);
-        buffer.truncate(depth);
-    }
-    buffer.sort_unstable_by(by_rank);
-    buffer.iter().map(|&(_, i)| i).collect()
-}
-
 /// The `depth` best gallery indices of each row, selected on the host: on a CPU backend the
 /// similarities already live in host memory, and a linear scan beats a full sort.
 fn rank_on_host(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
@@ -178,11 +154,17 @@ fn rank_on_host(sim: Tensor<2>, depth: usize) -> Vec<Vec<u32>> {
     let values: Vec<f32> = sim.try_into_vec_as::<f32>().expect("f32 similarities");
     values
         .par_chunks(cols)
-        .map_init(Vec::new, |buffer, row| top_of_row(row, depth, buffer))
+        .map(|row| {
+            let mut top = RowTop::new();
+            top.offer(row, 0, None, depth);
+            top.finish(depth)
+        })
         .collect()
 }
 
-/// The best `depth` entries seen so far of one row, fed columns in any order.
+/// The best `depth` entries seen so far of one row, fed columns in any order. An entry enters
+/// only if it ranks before the worst one kept at the last compaction, so one pass over a row
+/// costs little more than a comparison per column.
 struct RowTop {
     entries: Vec<(f32, u32)>,
     /// The worst entry kept at the last compaction: anything not ranked before it is dropped.
@@ -232,11 +214,9 @@ fn rank_symmetric_on_host(x: &Tensor<2>, depth: usize, block: usize) -> Vec<Vec<
     let starts: Vec<usize> = (0..n).step_by(block).collect();
     let pairs: Vec<(usize, usize)> =
         (0..starts.len()).flat_map(|a| (a..starts.len()).map(move |b| (a, b))).collect();
-    let rows: Vec<std::sync::Mutex<Vec<RowTop>>> = starts
-        .iter()
-        .map(|&s| std::sync::Mutex::new((s..(s + block).min(n)).map(|_| RowTop::new()).collect()))
-        .collect();
     let range = |b: usize| starts[b]..(starts[b] + block).min(n);
+    let rows: Vec<std::sync::Mutex<Vec<RowTop>>> =
+        (0..starts.len()).map(|b| std::sync::Mutex::new(range(b).map(|_| RowTop::new()).collect())).collect();
     pairs.par_iter().for_each(|&(a, b)| {
         let (ra, rb) = (range(a), range(b));
         let (ha, hb) = (ra.len(), rb.len());
