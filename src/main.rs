@@ -12,12 +12,19 @@ use crate::error::CliError;
 #[derive(Parser)]
 #[command(name = "dml", version, about = "Deep metric learning: train embeddings, evaluate retrieval and clustering")]
 struct Cli {
+    /// Without a command: `dml train` with its defaults (the bundled Fashion-MNIST split).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train an embedding network and report Recall@K on the unseen test classes.
+    Train(Box<commands::train::TrainArgs>),
+    /// Recompute Recall@K / MAP@R of a trained run on its test split.
+    Eval(commands::eval::EvalArgs),
+    /// Write a run's test embeddings as TensorFlow Embedding Projector files.
+    Export(commands::export::ExportArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
     Metrics(commands::metrics::MetricsArgs),
 }
@@ -25,7 +32,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), CliError> = match cli.command {
-        Command::Metrics(args) => commands::metrics::run(args),
+        None => commands::train::run(Default::default()),
+        Some(Command::Train(args)) => commands::train::run(*args),
+        Some(Command::Metrics(args)) => commands::metrics::run(args),
+        Some(Command::Eval(args)) => commands::eval::run(args),
+        Some(Command::Export(args)) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

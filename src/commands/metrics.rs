@@ -117,7 +117,7 @@ struct MetricsJson<'a> {
     skipped: usize,
 }
 
-fn to_json(metrics: &RetrievalMetrics, nmi: Option<f64>) -> String {
+pub(crate) fn to_json(metrics: &RetrievalMetrics, nmi: Option<f64>) -> String {
     let line = MetricsJson {
         recall_at_k: &metrics.recall_at_k,
         map_at_r: metrics.map_at_r,
@@ -129,7 +129,7 @@ fn to_json(metrics: &RetrievalMetrics, nmi: Option<f64>) -> String {
     serde_json::to_string(&line).expect("metrics serialise")
 }
 
-fn print_table(metrics: &RetrievalMetrics, nmi: Option<f64>, rows: usize, cols: usize) {
+pub(crate) fn print_table(metrics: &RetrievalMetrics, nmi: Option<f64>, rows: usize, cols: usize) {
     println!("gallery {rows} × {cols}, {} queries, {} skipped (no other item of their class)", metrics.queries, metrics.skipped);
     for (k, recall) in &metrics.recall_at_k {
         println!("  {:<12} {recall:.4}", format!("Recall@{k}"));

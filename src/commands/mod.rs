@@ -1,4 +1,8 @@
+pub mod eval;
+pub mod export;
 pub mod metrics;
+mod progress;
+pub mod train;
 
 use dml_engine::backend::{self, BackendChoice, SelectedBackend};
 
@@ -6,9 +10,9 @@ use crate::error::CliError;
 
 /// Resolves `--backend` and tells the user (on stderr) what was chosen.
 pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError> {
-    if choice != BackendChoice::Cpu {
-        quiet_wayland_probe();
-    }
+    // Even on the CPU backend: resuming a run loads optimiser state onto Burn's default device,
+    // which probes wgpu.
+    quiet_wayland_probe();
     let selected = backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
     eprintln!("backend: {}", selected.description);
     Ok(selected)

@@ -84,3 +84,7 @@ pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
 pub fn zero_shot_split(images: &GreyImages) -> (GreyImages, GreyImages) {
     (images.filter(|l| l < 5), images.filter(|l| l >= 5))
 }
+
+/// Fashion-MNIST's class names, by label.
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];

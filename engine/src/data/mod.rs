@@ -1,7 +1,84 @@
-//! Datasets in their on-disk formats, and the P×K sampler.
+//! Datasets in their on-disk formats, the P×K sampler and the input transforms.
 
+pub mod augment;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod sampler;
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use augment::GreyTransform;
+pub use fashion_mnist::{DatasetError, GreyImages};
 pub use sampler::{PkSampler, SamplerError, SamplerState};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// The bundled zero-shot split of the Fashion-MNIST test set.
+    #[default]
+    FashionMnist,
+}
+
+impl DatasetKind {
+    pub const NAMES: [&'static str; 1] = ["fashion-mnist"];
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown dataset `{s}`, expected one of: {}", Self::NAMES.join(", ")))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// The dataset's folder; empty for the bundled Fashion-MNIST files.
+    pub root: PathBuf,
+}
+
+
+/// The training classes and the unseen test classes of a dataset.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub train: GreyImages,
+    pub test: GreyImages,
+}
+
+impl DataConfig {
+    /// The dataset's folder, with the bundled default filled in.
+    pub fn resolved_root(&self) -> PathBuf {
+        if self.root.as_os_str().is_empty() {
+            match self.dataset {
+                DatasetKind::FashionMnist => fashion_mnist::bundled_root(),
+            }
+        } else {
+            self.root.clone()
+        }
+    }
+
+    /// A readable name for a class label.
+    pub fn class_name(&self, label: i64) -> String {
+        match self.dataset {
+            DatasetKind::FashionMnist => usize::try_from(label)
+                .ok()
+                .and_then(|l| fashion_mnist::CLASS_NAMES.get(l))
+                .map_or_else(|| label.to_string(), |name| name.to_string()),
+        }
+    }
+
+    pub fn load(&self) -> Result<Split, DatasetError> {
+        let root = self.resolved_root();
+        match self.dataset {
+            DatasetKind::FashionMnist => {
+                let (train, test) = fashion_mnist::zero_shot_split(&fashion_mnist::load(&root, "t10k")?);
+                Ok(Split { train, test })
+            }
+        }
+    }
+}

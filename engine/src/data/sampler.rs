@@ -39,7 +39,7 @@ pub enum SamplerError {
     TooFewClasses { p: usize, classes: usize },
 }
 
-fn mix(a: u64, b: u64, c: u64) -> u64 {
+pub(crate) fn mix(a: u64, b: u64, c: u64) -> u64 {
     // SplitMix64 finaliser over the combined words: independent streams per (seed, epoch, batch).
     let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

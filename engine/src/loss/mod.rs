@@ -114,6 +114,21 @@ pub enum MetricLoss {
 }
 
 impl MetricLoss {
+    /// How many forward calls have drawn from the loss's own random stream (margin's negative
+    /// sampling; 0 for the deterministic losses): saved in checkpoints so a resumed run draws on.
+    pub fn random_calls(&self) -> u64 {
+        match self {
+            MetricLoss::Margin(loss) => loss.sampler.calls(),
+            _ => 0,
+        }
+    }
+
+    pub fn set_random_calls(&self, calls: u64) {
+        if let MetricLoss::Margin(loss) = self {
+            loss.sampler.set_calls(calls);
+        }
+    }
+
     pub fn forward(&self, embeddings: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
         match self {
             MetricLoss::Contrastive(loss) => loss.forward(embeddings, labels),

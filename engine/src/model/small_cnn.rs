@@ -9,7 +9,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::selects_on_host;
 use crate::eval::l2_normalize;
+use crate::kernels::host_conv2d;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,7 +44,17 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(self.conv.forward(x)))
+        let y = if selects_on_host(&x.device()) {
+            let weight = self.conv.weight.val();
+            let bias = match &self.conv.bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([weight.dims()[0]], &x.device()),
+            };
+            host_conv2d(x, weight, bias, [1, 1], [1, 1])
+        } else {
+            self.conv.forward(x)
+        };
+        relu(self.norm.forward(y))
     }
 }
 
@@ -65,6 +77,11 @@ impl SmallCnnConfig {
 }
 
 impl SmallCnn {
+    /// The embedding layer: everything else is the backbone.
+    pub fn head(&self) -> &Linear {
+        &self.embed
+    }
+
     /// `[batch, channels, height, width]` → unit-length embeddings `[batch, dim]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;

@@ -1,0 +1,386 @@
+//! 2-D convolution (NCHW, f32, one group) on the host as im2col + GEMM, forward and backward.
+//!
+//! Burn's CPU backend differentiates convolutions with generic fallbacks (a transposed
+//! convolution for the input gradient, a convolution over the batch axis for the weight
+//! gradient) that cost several times the forward pass. Here all three passes are the same three
+//! GEMMs per image over one im2col buffer, images spread over threads in fixed chunks so the
+//! summed weight gradient is the same in every run.
+
+use rayon::prelude::*;
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_out: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl ConvGeometry {
+    pub fn out_height(&self) -> usize {
+        (self.height + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
+    }
+
+    pub fn out_width(&self) -> usize {
+        (self.width + 2 * self.padding[1] - self.kernel[1]) / self.stride[1] + 1
+    }
+
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    fn patch(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels_in * self.height * self.width
+    }
+
+    /// A 1×1, stride-1, unpadded convolution reads the image itself as its im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// For each output row `oy` and kernel row `i`, the input row (if inside the image).
+    fn source_row(&self, oy: usize, i: usize) -> Option<usize> {
+        (oy * self.stride[0] + i).checked_sub(self.padding[0]).filter(|&y| y < self.height)
+    }
+
+    /// The range of output columns whose kernel column `j` lands inside the image.
+    fn valid_columns(&self, j: usize) -> (usize, usize) {
+        let (sw, pw, ow) = (self.stride[1], self.padding[1], self.out_width());
+        // ox * sw + j - pw ∈ [0, width)
+        let first = if j >= pw { 0 } else { (pw - j).div_ceil(sw) };
+        let last = if self.width + pw > j { ((self.width + pw - j - 1) / sw + 1).min(ow) } else { 0 };
+        (first.min(last), last)
+    }
+}
+
+/// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside.
+fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let plane = g.height * g.width;
+    for c in 0..g.channels_in {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = ((c * kh + i) * kw + j) * oh * ow;
+                let (first, last) = g.valid_columns(j);
+                for oy in 0..oh {
+                    let out = &mut col[row + oy * ow..row + (oy + 1) * ow];
+                    match g.source_row(oy, i) {
+                        None => out.fill(0.0),
+                        Some(y) => {
+                            out[..first].fill(0.0);
+                            out[last..].fill(0.0);
+                            let src = &image[c * plane + y * g.width..c * plane + (y + 1) * g.width];
+                            let x0 = first * g.stride[1] + j - g.padding[1];
+                            if g.stride[1] == 1 {
+                                out[first..last].copy_from_slice(&src[x0..x0 + (last - first)]);
+                            } else {
+                                for (k, o) in out[first..last].iter_mut().enumerate() {
+                                    *o = src[x0 + k * g.stride[1]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each column entry back onto the pixel it was read from.
+fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let plane = g.height * g.width;
+    image.fill(0.0);
+    for c in 0..g.channels_in {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = ((c * kh + i) * kw + j) * oh * ow;
+                let (first, last) = g.valid_columns(j);
+                for oy in 0..oh {
+                    let Some(y) = g.source_row(oy, i) else { continue };
+                    let src = &col[row + oy * ow + first..row + oy * ow + last];
+                    let dst = &mut image[c * plane + y * g.width..c * plane + (y + 1) * g.width];
+                    let x0 = first * g.stride[1] + j - g.padding[1];
+                    if g.stride[1] == 1 {
+                        for (d, s) in dst[x0..x0 + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (k, s) in src.iter().enumerate() {
+                            dst[x0 + k * g.stride[1]] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major, with explicit strides for transposes.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; `dst` is
+    // written only through its own exclusive borrow.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Images per task: the batch split into as many contiguous chunks as there are threads.
+fn chunk_len(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+/// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (patch, positions) = (g.patch(), g.positions());
+    let out_len = g.channels_out * positions;
+    let mut y = vec![0.0f32; g.batch * out_len];
+    let chunk = chunk_len(g.batch);
+    y.par_chunks_mut(chunk * out_len).enumerate().for_each(|(c, y_chunk)| {
+        let mut col = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; patch * positions] };
+        for (k, y_img) in y_chunk.chunks_mut(out_len).enumerate() {
+            let image = &x[(c * chunk + k) * g.image_len()..][..g.image_len()];
+            let col: &[f32] = if g.is_pointwise() {
+                image
+            } else {
+                im2col(g, image, &mut col);
+                &col
+            };
+            matmul(g.channels_out, positions, patch, y_img, false, weight, (patch, 1), col, (positions, 1));
+            if let Some(bias) = bias {
+                for (row, b) in y_img.chunks_mut(positions).zip(bias) {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+    });
+    y
+}
+
+/// Gradients of [`forward`] from the output gradient `gy` (`[n, co, oh, ow]`):
+/// `(input gradient if wanted, weight gradient, bias gradient)`.
+pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (patch, positions) = (g.patch(), g.positions());
+    let out_len = g.channels_out * positions;
+    let chunk = chunk_len(g.batch);
+    let mut gx = if want_input { vec![0.0f32; g.batch * g.image_len()] } else { Vec::new() };
+    let gx_chunks: Vec<Option<&mut [f32]>> = if want_input {
+        gx.chunks_mut(chunk * g.image_len()).map(Some).collect()
+    } else {
+        (0..g.batch.div_ceil(chunk)).map(|_| None).collect()
+    };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = gx_chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(c, mut gx_chunk)| {
+            let mut gw = vec![0.0f32; g.channels_out * patch];
+            let mut gb = vec![0.0f32; g.channels_out];
+            let mut col = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; patch * positions] };
+            let mut gcol = if want_input && !g.is_pointwise() { vec![0.0f32; patch * positions] } else { Vec::new() };
+            let images = (g.batch - c * chunk).min(chunk);
+            for k in 0..images {
+                let n = c * chunk + k;
+                let image = &x[n * g.image_len()..][..g.image_len()];
+                let gy_img = &gy[n * out_len..][..out_len];
+                let col: &[f32] = if g.is_pointwise() {
+                    image
+                } else {
+                    im2col(g, image, &mut col);
+                    &col
+                };
+                // gW (co × patch) += gy (co × positions) · colᵀ (positions × patch)
+                matmul(g.channels_out, patch, positions, &mut gw, k > 0, gy_img, (positions, 1), col, (1, positions));
+                for (b, row) in gb.iter_mut().zip(gy_img.chunks(positions)) {
+                    *b += row.iter().sum::<f32>();
+                }
+                if let Some(gx_chunk) = gx_chunk.as_deref_mut() {
+                    let gx_img = &mut gx_chunk[k * g.image_len()..][..g.image_len()];
+                    // gcol (patch × positions) = Wᵀ (patch × co) · gy (co × positions)
+                    if g.is_pointwise() {
+                        matmul(patch, positions, g.channels_out, gx_img, false, weight, (1, patch), gy_img, (positions, 1));
+                    } else {
+                        matmul(patch, positions, g.channels_out, &mut gcol, false, weight, (1, patch), gy_img, (positions, 1));
+                        col2im(g, &gcol, gx_img);
+                    }
+                }
+            }
+            (gw, gb)
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let (mut gw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; g.channels_out * patch], vec![0.0; g.channels_out]));
+    for (w, b) in parts {
+        gw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
+        gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
+    }
+    (want_input.then_some(gx), gw, gb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct convolution in f64, the definition itself.
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+        let (oh, ow) = (g.out_height(), g.out_width());
+        let mut y = vec![0.0f64; g.batch * g.channels_out * oh * ow];
+        for n in 0..g.batch {
+            for o in 0..g.channels_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = b[o] as f64;
+                        for c in 0..g.channels_in {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let y_in = (oy * g.stride[0] + i) as isize - g.padding[0] as isize;
+                                    let x_in = (ox * g.stride[1] + j) as isize - g.padding[1] as isize;
+                                    if y_in < 0 || x_in < 0 || y_in >= g.height as isize || x_in >= g.width as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.channels_in + c) * g.height + y_in as usize) * g.width + x_in as usize];
+                                    let wv = w[((o * g.channels_in + c) * g.kernel[0] + i) * g.kernel[1] + j];
+                                    s += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((n * g.channels_out + o) * oh + oy) * ow + ox] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |batch, ci, h, w, co, k: [usize; 2], s: [usize; 2], p: [usize; 2]| ConvGeometry {
+            batch,
+            channels_in: ci,
+            height: h,
+            width: w,
+            channels_out: co,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        vec![
+            g(3, 2, 7, 6, 4, [3, 3], [1, 1], [1, 1]),
+            g(2, 3, 9, 8, 5, [3, 3], [2, 2], [1, 1]),
+            g(2, 3, 11, 10, 2, [7, 7], [2, 2], [3, 3]),
+            g(5, 4, 5, 5, 3, [1, 1], [1, 1], [0, 0]),
+            g(2, 4, 6, 7, 3, [1, 1], [2, 2], [0, 0]),
+            g(1, 2, 5, 9, 2, [3, 2], [1, 2], [0, 1]),
+            g(2, 1, 4, 4, 2, [5, 5], [1, 1], [2, 2]),
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (t, g) in geometries().into_iter().enumerate() {
+            let x = values(g.batch * g.image_len(), 1 + t as u64);
+            let w = values(g.channels_out * g.patch(), 100 + t as u64);
+            let b = values(g.channels_out, 200 + t as u64);
+            let y = forward(&g, &x, &w, Some(&b));
+            let r = reference(&g, &x, &w, &b);
+            assert_eq!(y.len(), r.len(), "{g:?}");
+            for (a, e) in y.iter().zip(&r) {
+                assert!((*a as f64 - e).abs() < 1e-5, "{g:?}: {a} vs {e}");
+            }
+        }
+    }
+
+    /// Gradients as the adjoint identity: for random u, ⟨u, J·v⟩ = ⟨Jᵀ·u, v⟩ in each argument, with
+    /// J·v from the (linear) reference convolution.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        for (t, g) in geometries().into_iter().enumerate() {
+            let x = values(g.batch * g.image_len(), 1 + t as u64);
+            let w = values(g.channels_out * g.patch(), 100 + t as u64);
+            let u = values(g.batch * g.channels_out * g.positions(), 300 + t as u64);
+            let (gx, gw, gb) = backward(&g, &x, &w, &u, true);
+            let gx = gx.unwrap();
+            let zeros = vec![0.0f32; g.channels_out];
+            let dot = |a: &[f64], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * *q as f64).sum::<f64>();
+            // Input: conv(·, w) is linear in x.
+            let vx = values(x.len(), 400 + t as u64);
+            let lhs = dot(&reference(&g, &vx, &w, &zeros), &u);
+            let rhs: f64 = gx.iter().zip(&vx).map(|(a, b)| *a as f64 * *b as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{g:?} input: {lhs} vs {rhs}");
+            // Weight: linear in w.
+            let vw = values(w.len(), 500 + t as u64);
+            let lhs = dot(&reference(&g, &x, &vw, &zeros), &u);
+            let rhs: f64 = gw.iter().zip(&vw).map(|(a, b)| *a as f64 * *b as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{g:?} weight: {lhs} vs {rhs}");
+            // Bias: the sum of the output gradient over batch and positions.
+            for (o, got) in gb.iter().enumerate() {
+                let expected: f64 = (0..g.batch)
+                    .flat_map(|n| {
+                        let start = (n * g.channels_out + o) * g.positions();
+                        u[start..start + g.positions()].iter().map(|v| *v as f64)
+                    })
+                    .sum();
+                assert!((*got as f64 - expected).abs() < 1e-4, "{g:?} bias");
+            }
+            let (none, gw2, _) = backward(&g, &x, &w, &u, false);
+            assert!(none.is_none());
+            assert_eq!(gw, gw2, "the weight gradient does not depend on whether the input gradient is wanted");
+        }
+    }
+}

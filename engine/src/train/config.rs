@@ -1,0 +1,278 @@
+//! Everything a training run is made of, as one TOML document in which every field has a default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+use crate::data::DataConfig;
+use crate::loss::LossConfig;
+use crate::model::ModelConfig;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub run: RunConfig,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub sampler: SamplerConfig,
+    pub augment: AugmentConfig,
+    pub optimizer: OptimizerConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub iterations: u64,
+    /// Evaluate on the test split every this many iterations (0: only before and after).
+    pub eval_interval: u64,
+    /// Write a resumable checkpoint every this many iterations (0: only at the end).
+    pub checkpoint_interval: u64,
+    pub seed: u64,
+    pub backend: BackendChoice,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self { iterations: 200, eval_interval: 100, checkpoint_interval: 50, seed: 0, backend: BackendChoice::Auto }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Classes per batch.
+    pub p: usize,
+    /// Images per class.
+    pub k: usize,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self { p: 5, k: 16 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random horizontal flips of training images.
+    pub hflip: bool,
+    /// Per-channel normalisation `(x − mean) / std` of pixels scaled to [0, 1].
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        // Fashion-MNIST's pixel statistics.
+        Self { hflip: true, mean: vec![0.2860], std: vec![0.3530] }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+impl OptimizerKind {
+    pub const NAMES: [&'static str; 3] = ["adam", "adamw", "sgd"];
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub name: OptimizerKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// SGD only.
+    pub momentum: f64,
+    /// The backbone learns at `lr × backbone_lr_mult`, the embedding head at `lr`.
+    pub backbone_lr_mult: f64,
+    /// Iterations at which the learning rate is multiplied by `lr_gamma`.
+    pub lr_steps: Vec<u64>,
+    pub lr_gamma: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            name: OptimizerKind::Adam,
+            lr: 1e-3,
+            weight_decay: 5e-4,
+            momentum: 0.9,
+            backbone_lr_mult: 1.0,
+            lr_steps: Vec::new(),
+            lr_gamma: 0.1,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The learning rate of the head after `iteration` completed iterations.
+    pub fn lr_at(&self, iteration: u64) -> f64 {
+        let decays = self.lr_steps.iter().filter(|&&step| iteration >= step).count();
+        self.lr * self.lr_gamma.powi(decays as i32)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// The K of Recall@K.
+    pub ks: Vec<usize>,
+    /// Images per forward pass when embedding a split.
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { ks: vec![1, 2, 4, 8], batch_size: 250 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a training config serialises to TOML")
+    }
+
+    /// Applies `section.field=value` overrides (the value in TOML syntax; bare words are strings).
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
+        for item in overrides {
+            let (key, raw) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Parse(format!("`{item}`: expected section.field=value")))?;
+            let path: Vec<&str> = key.trim().split('.').collect();
+            let value = parse_value(raw.trim());
+            if path == ["loss", "name"] {
+                // Another loss: its own parameters start from their defaults.
+                doc.insert("loss".into(), toml::Value::Table(Default::default()));
+            }
+            set_path(&mut doc, &path, value).map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))?;
+        }
+        let config: TrainConfig =
+            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.sampler.p < 2 {
+            return bad(format!("sampler.p = {}: a batch needs at least 2 classes", self.sampler.p));
+        }
+        if self.sampler.k < 2 {
+            return bad(format!("sampler.k = {}: a batch needs at least 2 images per class", self.sampler.k));
+        }
+        if self.model.dim == 0 {
+            return bad("model.dim must be at least 1".into());
+        }
+        if !(self.optimizer.lr.is_finite() && self.optimizer.lr > 0.0) {
+            return bad(format!("optimizer.lr = {}: must be positive", self.optimizer.lr));
+        }
+        if !(self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0) {
+            return bad(format!("optimizer.weight_decay = {}: must be ≥ 0", self.optimizer.weight_decay));
+        }
+        if !(self.optimizer.backbone_lr_mult.is_finite() && self.optimizer.backbone_lr_mult >= 0.0) {
+            return bad(format!("optimizer.backbone_lr_mult = {}: must be ≥ 0", self.optimizer.backbone_lr_mult));
+        }
+        if self.augment.mean.len() != self.augment.std.len() || self.augment.mean.is_empty() {
+            return bad("augment.mean and augment.std need the same, non-zero number of channels".into());
+        }
+        if self.augment.std.iter().any(|&s| !(s > 0.0)) {
+            return bad("augment.std must be positive".into());
+        }
+        if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
+            return bad("eval.ks must list K ≥ 1".into());
+        }
+        if self.eval.batch_size == 0 {
+            return bad("eval.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut table) => table.remove("v").expect("key v was written"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.to_string(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(format!("`{first}` is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let config = TrainConfig::default();
+        let text = config.to_toml();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), config);
+        assert_eq!(TrainConfig::from_toml("").unwrap(), config);
+    }
+
+    #[test]
+    fn overrides_reach_nested_fields_and_loss_parameters() {
+        let config = TrainConfig::default()
+            .with_overrides(&["optimizer.lr=0.01".into(), "loss.name=margin".into(), "loss.beta=1.5".into()])
+            .unwrap();
+        assert_eq!(config.optimizer.lr, 0.01);
+        match config.loss {
+            LossConfig::Margin(m) => assert_eq!(m.beta, 1.5),
+            other => panic!("expected margin, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_errors() {
+        assert!(TrainConfig::from_toml("[run]\niteratons = 5\n").is_err());
+        assert!(TrainConfig::default().with_overrides(&["sampler.p=1".into()]).is_err());
+        assert!(TrainConfig::default().with_overrides(&["optimizer.lr=-1".into()]).is_err());
+        assert!(TrainConfig::default().with_overrides(&["optimizer".into()]).is_err());
+    }
+
+    #[test]
+    fn step_schedule() {
+        let config = OptimizerConfig { lr_steps: vec![10, 20], lr_gamma: 0.5, ..Default::default() };
+        assert_eq!(config.lr_at(0), 1e-3);
+        assert_eq!(config.lr_at(10), 5e-4);
+        assert_eq!(config.lr_at(25), 2.5e-4);
+    }
+}

@@ -1,0 +1,124 @@
+//! Training: the run configuration, the trainer, checkpoints and the run folder, and the loop that
+//! ties them together.
+
+mod checkpoint;
+mod config;
+mod run_dir;
+mod trainer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+
+pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
+pub use config::{AugmentConfig, ConfigError, EvalConfig, OptimizerConfig, OptimizerKind, RunConfig, SamplerConfig, TrainConfig};
+pub use run_dir::{MetricsLine, RunDir, RunDirError};
+pub use trainer::{Evaluation, StepReport, TrainError, Trainer};
+
+use crate::model::Embedder;
+use crate::npy;
+
+/// The trained model of a run folder (`model.bpk`), on `device`.
+pub fn load_model(run: &RunDir, config: &TrainConfig, device: &burn::tensor::Device) -> Result<Embedder, RunDirError> {
+    let path = run.model_path();
+    if !path.exists() {
+        return Err(RunDirError { path, message: "no model saved yet".into() });
+    }
+    let fail = |e: burn::store::RecordError| RunDirError { path: path.clone(), message: e.to_string() };
+    let record = burn::store::ModuleRecord::load(&path).map_err(fail)?;
+    config.model.init_seeded(1, config.run.seed, device).try_load_record(record).map_err(fail)
+}
+
+/// What the loop reports while it runs (a progress bar, a GUI, a test).
+pub trait TrainObserver {
+    fn step(&mut self, _report: &StepReport, _total: u64) {}
+    fn evaluated(&mut self, _iteration: u64, _evaluation: &Evaluation) {}
+    fn checkpointed(&mut self, _iteration: u64) {}
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// All iterations done; the final evaluation.
+    Finished(Evaluation),
+    /// Stopped on request after saving a checkpoint at this iteration.
+    Stopped(u64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error("{path}: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
+    let checkpoint = trainer.checkpoint()?;
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        npy::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source })
+    };
+    write(run.model_path(), &checkpoint.model)?;
+    write(run.checkpoint_path(), &checkpoint.to_bytes())
+}
+
+fn log_evaluation(run: &RunDir, trainer: &Trainer, observer: &mut dyn TrainObserver) -> Result<Evaluation, RunError> {
+    let evaluation = trainer.evaluate();
+    run.append(&MetricsLine::eval(trainer.iteration(), "test", &evaluation.metrics))?;
+    observer.evaluated(trainer.iteration(), &evaluation);
+    Ok(evaluation)
+}
+
+/// Trains until the configured number of iterations, evaluating and checkpointing on schedule,
+/// or until `stop` is raised (then it checkpoints and returns [`Outcome::Stopped`]). A NaN loss
+/// returns the error and leaves the last checkpoint as it was.
+pub fn run(
+    run: &RunDir,
+    trainer: &mut Trainer,
+    observer: &mut dyn TrainObserver,
+    stop: &AtomicBool,
+) -> Result<Outcome, RunError> {
+    let schedule = trainer.config().run.clone();
+    if trainer.iteration() == 0 {
+        run.truncate_metrics_after(0)?;
+        if run.metrics()?.is_empty() {
+            log_evaluation(run, trainer, observer)?;
+        }
+        save_checkpoint(run, trainer)?;
+        observer.checkpointed(0);
+    }
+    let due = |interval: u64, iteration: u64| interval > 0 && iteration % interval == 0;
+    while trainer.iteration() < schedule.iterations {
+        if stop.load(Ordering::SeqCst) {
+            save_checkpoint(run, trainer)?;
+            observer.checkpointed(trainer.iteration());
+            return Ok(Outcome::Stopped(trainer.iteration()));
+        }
+        let report = trainer.step()?;
+        run.append(&MetricsLine::Train { iteration: report.iteration, loss: report.loss, lr: report.lr })?;
+        observer.step(&report, schedule.iterations);
+        let last = report.iteration == schedule.iterations;
+        if !last && due(schedule.eval_interval, report.iteration) {
+            log_evaluation(run, trainer, observer)?;
+        }
+        if !last && due(schedule.checkpoint_interval, report.iteration) {
+            save_checkpoint(run, trainer)?;
+            observer.checkpointed(report.iteration);
+        }
+    }
+    let evaluation = match run.metrics()?.last() {
+        // A resumed run that had already finished: nothing new to evaluate, but the files below
+        // are rewritten from the same model.
+        Some(MetricsLine::Eval { iteration, .. }) if *iteration == trainer.iteration() => trainer.evaluate(),
+        _ => log_evaluation(run, trainer, observer)?,
+    };
+    let write_err = |path: std::path::PathBuf| move |source| RunError::Write { path, source };
+    npy::write_matrix_f32(&run.embeddings_path(), evaluation.labels.len(), evaluation.dim, &evaluation.embeddings)
+        .map_err(write_err(run.embeddings_path()))?;
+    npy::write_labels(&run.labels_path(), &evaluation.labels).map_err(write_err(run.labels_path()))?;
+    save_checkpoint(run, trainer)?;
+    observer.checkpointed(trainer.iteration());
+    Ok(Outcome::Finished(evaluation))
+}

@@ -1,0 +1,209 @@
+//! The folder of one run: `config.toml`, `metrics.jsonl`, `checkpoint.dml`, `model.bpk`, and the
+//! test split's `embeddings.npy` + `labels.npy`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use crate::eval::RetrievalMetrics;
+use crate::npy::write_atomically;
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetricsLine {
+    Eval {
+        iteration: u64,
+        split: String,
+        /// Keys are the K of Recall@K, as strings (JSON object keys).
+        recall_at_k: BTreeMap<String, f64>,
+        map_at_r: f64,
+        r_precision: f64,
+    },
+    Train {
+        iteration: u64,
+        loss: f64,
+        lr: f64,
+    },
+}
+
+impl MetricsLine {
+    pub fn eval(iteration: u64, split: &str, metrics: &RetrievalMetrics) -> Self {
+        MetricsLine::Eval {
+            iteration,
+            split: split.to_string(),
+            recall_at_k: metrics.recall_at_k.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            map_at_r: metrics.map_at_r,
+            r_precision: metrics.r_precision,
+        }
+    }
+
+    pub fn iteration(&self) -> u64 {
+        match self {
+            MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => *iteration,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct RunDirError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl RunDirError {
+    fn new(path: &Path, message: impl ToString) -> Self {
+        Self { path: path.to_path_buf(), message: message.to_string() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the folder for a new run and writes its `config.toml`; refuses a folder that
+    /// already holds a run.
+    pub fn create(path: &Path, config: &TrainConfig) -> Result<Self, RunDirError> {
+        let run = Self { path: path.to_path_buf() };
+        if run.config_path().exists() {
+            return Err(RunDirError::new(path, "already holds a run (config.toml exists); continue it with --resume"));
+        }
+        fs::create_dir_all(path).map_err(|e| RunDirError::new(path, e))?;
+        write_atomically(&run.config_path(), config.to_toml().as_bytes())
+            .map_err(|e| RunDirError::new(&run.config_path(), e))?;
+        Ok(run)
+    }
+
+    /// An existing run.
+    pub fn open(path: &Path) -> Result<Self, RunDirError> {
+        if !path.is_dir() {
+            return Err(RunDirError::new(path, "no such run folder"));
+        }
+        let run = Self { path: path.to_path_buf() };
+        if !run.config_path().exists() {
+            return Err(RunDirError::new(path, "not a dml run folder (no config.toml)"));
+        }
+        Ok(run)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.path.join("checkpoint.dml")
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.path.join("model.bpk")
+    }
+
+    pub fn embeddings_path(&self) -> PathBuf {
+        self.path.join("embeddings.npy")
+    }
+
+    pub fn labels_path(&self) -> PathBuf {
+        self.path.join("labels.npy")
+    }
+
+    pub fn config(&self) -> Result<TrainConfig, RunDirError> {
+        let path = self.config_path();
+        let text = fs::read_to_string(&path).map_err(|e| RunDirError::new(&path, e))?;
+        TrainConfig::from_toml(&text).map_err(|e| RunDirError::new(&path, e))
+    }
+
+    /// Appends one line and flushes it, so that a crash loses nothing already reported.
+    pub fn append(&self, line: &MetricsLine) -> Result<(), RunDirError> {
+        let path = self.metrics_path();
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| RunDirError::new(&path, e))?;
+        let mut text = serde_json::to_string(line).expect("metrics line serialises");
+        text.push('\n');
+        file.write_all(text.as_bytes()).map_err(|e| RunDirError::new(&path, e))
+    }
+
+    pub fn metrics(&self) -> Result<Vec<MetricsLine>, RunDirError> {
+        let path = self.metrics_path();
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let file = fs::File::open(&path).map_err(|e| RunDirError::new(&path, e))?;
+        let mut lines = Vec::new();
+        for (number, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| RunDirError::new(&path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = serde_json::from_str(&line)
+                .map_err(|e| RunDirError::new(&path, format!("line {}: {e}", number + 1)))?;
+            lines.push(parsed);
+        }
+        Ok(lines)
+    }
+
+    /// Drops the lines a crashed run wrote after its last checkpoint, before resuming from it.
+    pub fn truncate_metrics_after(&self, iteration: u64) -> Result<(), RunDirError> {
+        let kept: Vec<MetricsLine> = self.metrics()?.into_iter().filter(|l| l.iteration() <= iteration).collect();
+        let mut text = String::new();
+        for line in &kept {
+            text.push_str(&serde_json::to_string(line).expect("metrics line serialises"));
+            text.push('\n');
+        }
+        write_atomically(&self.metrics_path(), text.as_bytes()).map_err(|e| RunDirError::new(&self.metrics_path(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_lines_have_the_documented_shape() {
+        let train = MetricsLine::Train { iteration: 3, loss: 0.5, lr: 0.001 };
+        assert_eq!(serde_json::to_string(&train).unwrap(), r#"{"iteration":3,"loss":0.5,"lr":0.001}"#);
+        let eval = MetricsLine::Eval {
+            iteration: 3,
+            split: "test".into(),
+            recall_at_k: [("1".to_string(), 0.5), ("2".to_string(), 0.75)].into(),
+            map_at_r: 0.25,
+            r_precision: 0.375,
+        };
+        let text = serde_json::to_string(&eval).unwrap();
+        assert_eq!(
+            text,
+            r#"{"iteration":3,"split":"test","recall_at_k":{"1":0.5,"2":0.75},"map_at_r":0.25,"r_precision":0.375}"#
+        );
+        assert_eq!(serde_json::from_str::<MetricsLine>(&text).unwrap(), eval);
+        assert_eq!(serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#).unwrap(), train);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_run_and_truncation_keeps_earlier_lines() {
+        let dir = std::env::temp_dir().join(format!("dml-rundir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
+        assert!(RunDir::create(&dir, &TrainConfig::default()).is_err());
+        for i in 1..=4 {
+            run.append(&MetricsLine::Train { iteration: i, loss: 1.0 / i as f64, lr: 1e-3 }).unwrap();
+        }
+        run.truncate_metrics_after(2).unwrap();
+        let lines = RunDir::open(&dir).unwrap().metrics().unwrap();
+        assert_eq!(lines.iter().map(MetricsLine::iteration).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(run.config().unwrap(), TrainConfig::default());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

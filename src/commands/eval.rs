@@ -1,0 +1,68 @@
+//! `dml eval`: recompute the retrieval table of a trained run, on its dataset or another.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use dml_engine::backend::BackendChoice;
+use dml_engine::burn::tensor::{Tensor, TensorData};
+use dml_engine::data::{DatasetKind, GreyTransform};
+use dml_engine::eval::{RetrievalConfig, nmi_of_embeddings};
+use dml_engine::train::{self, RunDir};
+
+use crate::error::CliError;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The run folder (config.toml + model.bpk).
+    #[arg(long, value_name = "RUN_DIR")]
+    run: PathBuf,
+    /// Evaluate on this dataset's test split instead of the run's.
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+    /// The dataset's folder.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The K of Recall@K, comma-separated [default: the run's].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..))]
+    k: Option<Vec<u32>>,
+    /// Also cluster with k-means and report NMI.
+    #[arg(long)]
+    nmi: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+}
+
+pub fn run(args: EvalArgs) -> Result<(), CliError> {
+    let run = RunDir::open(&args.run).map_err(|e| CliError::at(&e.path, e.message))?;
+    let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
+    if let Some(dataset) = args.dataset {
+        config.data.dataset = dataset;
+        config.data.root = Default::default();
+    }
+    if let Some(root) = &args.root {
+        config.data.root = root.clone();
+    }
+    let selected = super::select_backend(args.backend)?;
+    let device = selected.device;
+    let model = train::load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?;
+    let split = config.data.load().map_err(|e| CliError::at(&e.path, e.source))?;
+    let transform = GreyTransform::from_config(&config.augment);
+    let embeddings = model.embed_grey(&split.test, &transform, config.eval.batch_size, &device);
+    let labels = &split.test.labels;
+    let tensor = Tensor::<2>::from_data(TensorData::new(embeddings, [labels.len(), config.model.dim]), &device);
+    let ks: Vec<usize> = match &args.k {
+        Some(k) => k.iter().map(|&k| k as usize).collect(),
+        None => config.eval.ks.clone(),
+    };
+    let metrics = RetrievalConfig::new(&ks).evaluate(tensor.clone(), labels);
+    let nmi = args.nmi.then(|| nmi_of_embeddings(tensor, labels, 0));
+    if args.json {
+        println!("{}", super::metrics::to_json(&metrics, nmi));
+    } else {
+        super::metrics::print_table(&metrics, nmi, labels.len(), config.model.dim);
+    }
+    Ok(())
+}

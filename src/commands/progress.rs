@@ -1,0 +1,78 @@
+//! A one-line progress bar on stderr: bar, loss, iterations per second, time left. On a terminal
+//! it redraws in place; otherwise (logs, CI) it prints a line every tenth of the run.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    label: String,
+    total: u64,
+    /// Steps timed so far and the time they took (evaluations and checkpoints excluded).
+    timed_steps: u64,
+    busy: Duration,
+    last_draw: Option<Instant>,
+    last_tenth: u64,
+    terminal: bool,
+}
+
+fn clock(duration: Duration) -> String {
+    let s = duration.as_secs();
+    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
+}
+
+impl Progress {
+    /// `start` is where a resumed run picks up.
+    pub fn new(label: &str, start: u64, total: u64) -> Self {
+        Self {
+            label: label.to_string(),
+            total,
+            timed_steps: 0,
+            busy: Duration::ZERO,
+            last_draw: None,
+            last_tenth: start * 10 / total.max(1),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `step_time`: how long the step that completed iteration `done` took, when known.
+    pub fn update(&mut self, done: u64, loss: f64, step_time: Option<Duration>) {
+        if let Some(t) = step_time {
+            self.timed_steps += 1;
+            self.busy += t;
+        }
+        let rate = if self.busy.is_zero() { 0.0 } else { self.timed_steps as f64 / self.busy.as_secs_f64() };
+        let eta = if rate > 0.0 { Duration::from_secs_f64((self.total - done) as f64 / rate) } else { Duration::ZERO };
+        let width = 24;
+        let filled = (done as usize * width) / self.total.max(1) as usize;
+        let bar: String = (0..width).map(|i| if i < filled { '=' } else if i == filled { '>' } else { ' ' }).collect();
+        let line = format!(
+            "{} [{bar}] {done}/{} loss {loss:.4} {rate:.2} it/s ETA {}",
+            self.label,
+            self.total,
+            clock(eta)
+        );
+        if self.terminal {
+            let now = Instant::now();
+            let due = self.last_draw.is_none_or(|t| now - t >= Duration::from_millis(100)) || done == self.total;
+            if due {
+                eprint!("\r{line}\x1b[K");
+                let _ = std::io::stderr().flush();
+                self.last_draw = Some(now);
+            }
+        } else {
+            let tenth = done * 10 / self.total.max(1);
+            if tenth > self.last_tenth || done == self.total {
+                eprintln!("{line}");
+                self.last_tenth = tenth;
+            }
+        }
+    }
+
+    /// Moves off the progress line before other output.
+    pub fn interrupt(&mut self) {
+        if self.terminal && self.last_draw.is_some() {
+            eprintln!();
+            self.last_draw = None;
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `dml train`: train an embedding on a dataset's training classes, report retrieval on its unseen
+//! test classes, and keep everything in a run folder that `--resume` can continue.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use dml_engine::backend::BackendChoice;
+use dml_engine::eval::RetrievalMetrics;
+use dml_engine::loss::LossConfig;
+use dml_engine::train::{self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
+
+use super::progress::Progress;
+use crate::error::CliError;
+
+#[derive(Args, Default)]
+pub struct TrainArgs {
+    /// Start from this TOML config (every field optional; see --print-config).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir"])]
+    resume: Option<PathBuf>,
+    /// Where the run's files go [default: runs/<date>_<time>].
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// Dataset: fashion-mnist.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// The dataset's folder (default: the bundled Fashion-MNIST files).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Loss, with its published parameters (change them with --set loss.<param>=<value>).
+    #[arg(long)]
+    loss: Option<String>,
+    /// Backbone: small-cnn.
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Embedding dimension.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Classes per batch.
+    #[arg(long)]
+    p: Option<usize>,
+    /// Images per class in a batch.
+    #[arg(long)]
+    k: Option<usize>,
+    /// adam, adamw or sgd.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// The backbone's learning rate is lr × this.
+    #[arg(long)]
+    backbone_lr_mult: Option<f64>,
+    /// Iterations at which the learning rate is multiplied by --lr-gamma, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    lr_steps: Option<Vec<u64>>,
+    #[arg(long)]
+    lr_gamma: Option<f64>,
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// Evaluate on the test split every N iterations (0: only before and after).
+    #[arg(long, value_name = "N")]
+    eval_interval: Option<u64>,
+    /// Write a resumable checkpoint every N iterations.
+    #[arg(long, value_name = "N")]
+    checkpoint_interval: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto, cpu, wgpu or cuda.
+    #[arg(long)]
+    backend: Option<BackendChoice>,
+    /// Any config field: --set section.field=value (repeatable, applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl TrainArgs {
+    fn overrides(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push(format!("{key}={v}"));
+            }
+        };
+        let quoted = |s: &str| toml_string(s);
+        push("data.dataset", self.dataset.as_deref().map(quoted));
+        push("data.root", self.root.as_deref().map(|p| quoted(&p.to_string_lossy())));
+        push("model.backbone", self.backbone.as_deref().map(quoted));
+        push("model.dim", self.dim.map(|v| v.to_string()));
+        push("sampler.p", self.p.map(|v| v.to_string()));
+        push("sampler.k", self.k.map(|v| v.to_string()));
+        push("optimizer.name", self.optimizer.as_deref().map(quoted));
+        push("optimizer.lr", self.lr.map(toml_float));
+        push("optimizer.weight_decay", self.weight_decay.map(toml_float));
+        push("optimizer.backbone_lr_mult", self.backbone_lr_mult.map(toml_float));
+        push(
+            "optimizer.lr_steps",
+            self.lr_steps.as_ref().map(|s| format!("[{}]", s.iter().map(u64::to_string).collect::<Vec<_>>().join(","))),
+        );
+        push("optimizer.lr_gamma", self.lr_gamma.map(toml_float));
+        push("run.iterations", self.iterations.map(|v| v.to_string()));
+        push("run.eval_interval", self.eval_interval.map(|v| v.to_string()));
+        push("run.checkpoint_interval", self.checkpoint_interval.map(|v| v.to_string()));
+        push("run.seed", self.seed.map(|v| v.to_string()));
+        push("run.backend", self.backend.map(|b| quoted(&b.to_string())));
+        out.extend(self.set.iter().cloned());
+        out
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("string serialises")
+}
+
+fn toml_float(v: f64) -> String {
+    let s = format!("{v:?}");
+    if s.contains(['.', 'e', 'E']) || !v.is_finite() { s } else { format!("{s}.0") }
+}
+
+/// Raised by Ctrl-C: the loop checkpoints and stops between two iterations.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+fn stop_on_ctrl_c() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        if STOP.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: the user does not want to wait for the checkpoint.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    // SAFETY: the handler only touches an atomic and calls the async-signal-safe `_exit`.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+#[cfg(not(unix))]
+fn stop_on_ctrl_c() {}
+
+fn default_run_dir() -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    let base = Path::new("runs").join(&stamp);
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = Path::new("runs").join(format!("{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| CliError::at(path, e))?;
+            TrainConfig::from_toml(&text).map_err(|e| CliError::at(path, e))?
+        }
+        None => TrainConfig::default(),
+    };
+    if let Some(name) = &args.loss {
+        config.loss = LossConfig::from_name(name).map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
+    }
+    config.with_overrides(&args.overrides()).map_err(CliError::plain)
+}
+
+pub fn run(args: TrainArgs) -> Result<(), CliError> {
+    let (run_dir, config, checkpoint) = match &args.resume {
+        Some(dir) => {
+            let given = args.overrides();
+            if given.iter().any(|o| !o.starts_with("run.backend=")) || args.loss.is_some() {
+                return Err(CliError::at(dir, "--resume continues the run's own config.toml; only --backend may change"));
+            }
+            let run = RunDir::open(dir).map_err(|e| CliError::at(&e.path, e.message))?;
+            let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
+            if let Some(backend) = args.backend {
+                config.run.backend = backend;
+            }
+            let path = run.checkpoint_path();
+            let checkpoint = Checkpoint::load(&path).map_err(|e| CliError::at(&path, e))?;
+            (run, config, Some(checkpoint))
+        }
+        None => {
+            let config = build_config(&args)?;
+            if args.print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
+            let dir = args.run_dir.clone().unwrap_or_else(default_run_dir);
+            let run = RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
+            (run, config, None)
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+
+    let selected = super::select_backend(config.run.backend)?;
+    let root = config.data.resolved_root();
+    let mut trainer = match &checkpoint {
+        Some(c) => Trainer::resume(&config, &selected.device, c),
+        None => Trainer::new(&config, &selected.device),
+    }
+    .map_err(|e| match e {
+        train::TrainError::Data(d) => CliError::at(&d.path, d.source),
+        train::TrainError::Record(r) => CliError::at(&run_dir.checkpoint_path(), r),
+        other => CliError::at(&root, other),
+    })?;
+    if let Some(c) = &checkpoint {
+        run_dir.truncate_metrics_after(c.state.iteration).map_err(|e| CliError::at(&e.path, e.message))?;
+    }
+    let split = trainer.split();
+    eprintln!(
+        "run: {}  ({} train images in {} classes, {} test images; {} loss, {} iterations)",
+        run_dir.path().display(),
+        split.train.len(),
+        count_classes(&split.train.labels),
+        split.test.len(),
+        config.loss.name(),
+        config.run.iterations
+    );
+    let before = first_evaluation(&run_dir);
+    stop_on_ctrl_c();
+    let mut observer = CliObserver { progress: Progress::new("train", trainer.iteration(), config.run.iterations), since: None };
+    let outcome = train::run(&run_dir, &mut trainer, &mut observer, &STOP);
+    observer.progress.interrupt();
+    match outcome {
+        Ok(Outcome::Finished(evaluation)) => {
+            let before = before.or_else(|| first_evaluation(&run_dir));
+            print_summary(before.as_ref(), &evaluation.metrics);
+            println!("saved: {}", run_dir.path().display());
+            Ok(())
+        }
+        Ok(Outcome::Stopped(iteration)) => {
+            eprintln!(
+                "stopped at iteration {iteration}; checkpoint saved. Continue with: dml train --resume {}",
+                run_dir.path().display()
+            );
+            Ok(())
+        }
+        Err(train::RunError::Train(e @ train::TrainError::NonFinite { .. })) => {
+            let kept = Checkpoint::load(&run_dir.checkpoint_path()).map(|c| c.state.iteration).unwrap_or(0);
+            Err(CliError::at(run_dir.path(), format!("{e}; the last good checkpoint (iteration {kept}) is kept")))
+        }
+        Err(train::RunError::Write { path, source }) => Err(CliError::at(&path, source)),
+        Err(train::RunError::RunDir(e)) => Err(CliError::at(&e.path, e.message)),
+        Err(e) => Err(CliError::at(run_dir.path(), e)),
+    }
+}
+
+fn count_classes(labels: &[i64]) -> usize {
+    labels.iter().collect::<std::collections::BTreeSet<_>>().len()
+}
+
+fn first_evaluation(run: &RunDir) -> Option<RetrievalMetrics> {
+    run.metrics().ok()?.into_iter().find_map(|line| match line {
+        train::MetricsLine::Eval { recall_at_k, map_at_r, r_precision, .. } => Some(RetrievalMetrics {
+            recall_at_k: recall_at_k.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
+            map_at_r,
+            r_precision,
+            queries: 0,
+            skipped: 0,
+        }),
+        _ => None,
+    })
+}
+
+struct CliObserver {
+    progress: Progress,
+    /// When the current step began: the end of the previous callback.
+    since: Option<Instant>,
+}
+
+impl TrainObserver for CliObserver {
+    fn step(&mut self, report: &StepReport, _total: u64) {
+        let now = Instant::now();
+        self.progress.update(report.iteration, report.loss, self.since.map(|t| now - t));
+        self.since = Some(now);
+    }
+
+    fn checkpointed(&mut self, _iteration: u64) {
+        self.since = Some(Instant::now());
+    }
+
+    fn evaluated(&mut self, iteration: u64, evaluation: &Evaluation) {
+        self.since = Some(Instant::now());
+        self.progress.interrupt();
+        let m = &evaluation.metrics;
+        let recalls: Vec<String> = m.recall_at_k.iter().map(|(k, v)| format!("R@{k} {v:.4}")).collect();
+        println!(
+            "eval  iteration {iteration:>6}  {}  MAP@R {:.4}  R-Prec {:.4}",
+            recalls.join("  "),
+            m.map_at_r,
+            m.r_precision
+        );
+    }
+}
+
+fn print_summary(before: Option<&RetrievalMetrics>, after: &RetrievalMetrics) {
+    println!("test classes: {} queries", after.queries);
+    println!("  {:<12} {:>8} {:>8}", "", "before", "after");
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for (k, v) in &after.recall_at_k {
+        let b = before.and_then(|b| b.recall_at_k.get(k).copied());
+        println!("  {:<12} {:>8} {:>8.4}", format!("Recall@{k}"), cell(b), v);
+    }
+    println!("  {:<12} {:>8} {:>8.4}", "MAP@R", cell(before.map(|b| b.map_at_r)), after.map_at_r);
+    println!("  {:<12} {:>8} {:>8.4}", "R-Precision", cell(before.map(|b| b.r_precision)), after.r_precision);
+}

@@ -1,0 +1,297 @@
+//! End-to-end tests of `dml train`: a shortened default run learns, an interrupted run (Ctrl-C or
+//! killed outright) resumes to exactly the result of an uninterrupted one, and bad input gives one
+//! `error:` line with exit code 2.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn dml() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dml"));
+    command.env("RAYON_NUM_THREADS", "2");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    dml().args(args).output().expect("dml runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dml-train-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn metrics(run_dir: &Path) -> Vec<Value> {
+    fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("metrics lines are JSON"))
+        .collect()
+}
+
+fn evals(run_dir: &Path) -> Vec<Value> {
+    metrics(run_dir).into_iter().filter(|v| v.get("split").is_some()).collect()
+}
+
+fn last_train_iteration(run_dir: &Path) -> u64 {
+    fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .filter_map(|v| v["iteration"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs `args` as a shortened training run, returning its folder.
+fn train(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let run_dir = dir.join(name);
+    let mut all = vec!["train", "--run-dir", run_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(out.status.success(), "dml train failed: {}", text(&out.stderr));
+    run_dir
+}
+
+#[test]
+fn shortened_default_run_improves_recall_and_writes_the_run_folder() {
+    let dir = scratch("default");
+    let run_dir = train(&dir, "run", &["--iterations", "30", "--eval-interval", "15", "--checkpoint-interval", "10"]);
+    let lines = metrics(&run_dir);
+    let evals = evals(&run_dir);
+    assert_eq!(evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 15, 30]);
+    let train_lines: Vec<&Value> = lines.iter().filter(|v| v.get("loss").is_some()).collect();
+    assert_eq!(train_lines.len(), 30);
+    for (i, line) in train_lines.iter().enumerate() {
+        assert_eq!(line["iteration"].as_u64(), Some(i as u64 + 1));
+        assert!(line["loss"].as_f64().unwrap().is_finite());
+        assert_eq!(line["lr"].as_f64(), Some(1e-3));
+    }
+    let r1 = |e: &Value| e["recall_at_k"]["1"].as_f64().unwrap();
+    let (before, after) = (&evals[0], &evals[2]);
+    assert!(r1(after) > r1(before) + 0.03, "Recall@1 {} → {}", r1(before), r1(after));
+    assert!(after["map_at_r"].as_f64().unwrap() > before["map_at_r"].as_f64().unwrap());
+    for k in ["1", "2", "4", "8"] {
+        assert!(after["recall_at_k"][k].is_f64());
+    }
+    for file in ["config.toml", "checkpoint.dml", "model.bpk", "embeddings.npy", "labels.npy"] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    // The saved test embeddings are the ones that were scored.
+    let out = run(&[
+        "metrics",
+        "--embeddings",
+        run_dir.join("embeddings.npy").to_str().unwrap(),
+        "--labels",
+        run_dir.join("labels.npy").to_str().unwrap(),
+        "--json",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scored: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(scored["queries"].as_u64(), Some(5000));
+    assert_eq!(scored["recall_at_k"]["1"], after["recall_at_k"]["1"]);
+    assert!((scored["map_at_r"].as_f64().unwrap() - after["map_at_r"].as_f64().unwrap()).abs() < 1e-9);
+    // The config written is the one that ran.
+    let config = fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(config.contains("iterations = 30"), "{config}");
+
+    // `dml eval` reloads model.bpk and recomputes the same table.
+    let out = run(&["eval", "--run", run_dir.to_str().unwrap(), "--json", "--backend", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(again["recall_at_k"], after["recall_at_k"]);
+    assert!((again["map_at_r"].as_f64().unwrap() - after["map_at_r"].as_f64().unwrap()).abs() < 1e-9);
+
+    // `dml export --projector` writes the four projector files, consistent with each other.
+    let projector = dir.join("projector");
+    let out = run(&["export", "--run", run_dir.to_str().unwrap(), "--projector", projector.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let vectors = fs::read_to_string(projector.join("vectors.tsv")).unwrap();
+    assert_eq!(vectors.lines().count(), 5000);
+    assert!(vectors.lines().all(|l| l.split('\t').count() == 64 && l.split('\t').all(|v| v.parse::<f32>().is_ok())));
+    let first: Vec<f32> = vectors.lines().next().unwrap().split('\t').map(|v| v.parse().unwrap()).collect();
+    let norm: f32 = first.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "exported vectors are the L2-normalised embeddings");
+    let metadata = fs::read_to_string(projector.join("metadata.tsv")).unwrap();
+    let mut rows = metadata.lines();
+    assert_eq!(rows.next(), Some("label\tclass"));
+    let rows: Vec<&str> = rows.collect();
+    assert_eq!(rows.len(), 5000);
+    assert!(rows.iter().all(|r| ["5\tSandal", "6\tShirt", "7\tSneaker", "8\tBag", "9\tAnkle boot"].contains(r)));
+    let sprite = fs::read(projector.join("sprite.png")).unwrap();
+    assert_eq!(&sprite[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(sprite[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(sprite[20..24].try_into().unwrap());
+    assert_eq!((width, height), (71 * 28, 71 * 28), "5000 thumbnails of 28×28 on a 71×71 grid");
+    let pbtxt = fs::read_to_string(projector.join("projector_config.pbtxt")).unwrap();
+    for needle in ["tensor_path: \"vectors.tsv\"", "metadata_path: \"metadata.tsv\"", "image_path: \"sprite.png\"", "single_image_dim: 28"] {
+        assert!(pbtxt.contains(needle), "{pbtxt}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+fn interrupt_then_resume(dir: &Path, name: &str, signal: &str, reference: &Path) {
+    let run_dir = dir.join(name);
+    let args = ["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"];
+    let mut child = dml()
+        .args(["train", "--run-dir", run_dir.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while last_train_iteration(&run_dir) < 6 {
+        assert!(started.elapsed() < Duration::from_secs(300), "training never reached iteration 6");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it was interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    if signal == "-INT" {
+        assert!(out.status.success(), "Ctrl-C should stop cleanly: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("dml train --resume"), "{}", text(&out.stderr));
+    } else {
+        assert!(!out.status.success());
+    }
+    assert!(!run_dir.join("embeddings.npy").exists(), "the run was meant to be cut short");
+
+    let out = run(&["train", "--resume", run_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    assert_eq!(
+        fs::read(run_dir.join("embeddings.npy")).unwrap(),
+        fs::read(reference.join("embeddings.npy")).unwrap(),
+        "{name}: the resumed run's test embeddings differ from the uninterrupted run's"
+    );
+    assert_eq!(evals(&run_dir), evals(reference), "{name}: evaluation lines");
+    let iterations: Vec<u64> = metrics(&run_dir)
+        .iter()
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations, (1..=16).collect::<Vec<_>>(), "{name}: every iteration logged exactly once");
+}
+
+#[test]
+fn interrupted_runs_resume_to_the_uninterrupted_result() {
+    let dir = scratch("resume");
+    let reference =
+        train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
+    interrupt_then_resume(&dir, "ctrl-c", "-INT", &reference);
+    interrupt_then_resume(&dir, "killed", "-KILL", &reference);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+fn assert_error(out: &Output, path_part: &str, message_part: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(line.contains(path_part) && line.contains(message_part), "unexpected error line: {line}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gives_one_error_line() {
+    let dir = scratch("bad");
+    let missing = dir.join("no-such-dataset");
+    let run_dir = dir.join("r");
+    let rd = run_dir.to_str().unwrap();
+    assert_error(
+        &run(&["train", "--run-dir", rd, "--root", missing.to_str().unwrap()]),
+        "no-such-dataset/t10k-images-idx3-ubyte",
+        "",
+    );
+    fs::remove_dir_all(&run_dir).unwrap();
+    let bad_root = dir.join("not-idx");
+    fs::create_dir_all(&bad_root).unwrap();
+    fs::write(bad_root.join("t10k-images-idx3-ubyte"), b"this is not an IDX file").unwrap();
+    fs::write(bad_root.join("t10k-labels-idx1-ubyte"), b"nor this").unwrap();
+    assert_error(&run(&["train", "--run-dir", rd, "--root", bad_root.to_str().unwrap()]), "t10k-images-idx3-ubyte", "");
+    fs::remove_dir_all(&run_dir).unwrap();
+
+    assert_error(&run(&["train", "--run-dir", rd, "--loss", "hinge"]), "", "unknown variant `hinge`");
+    assert_error(&run(&["train", "--run-dir", rd, "--lr=-1"]), "", "optimizer.lr");
+    assert_error(&run(&["train", "--run-dir", rd, "--set", "sampler.q=3"]), "", "unknown field `q`");
+    assert_error(&run(&["train", "--run-dir", rd, "--dataset", "imagenet"]), "", "unknown variant `imagenet`");
+    assert!(!run_dir.exists(), "a rejected config must not leave a run folder");
+
+    let not_a_run = dir.join("empty");
+    fs::create_dir_all(&not_a_run).unwrap();
+    assert_error(&run(&["train", "--resume", not_a_run.to_str().unwrap()]), "empty", "not a dml run folder");
+    assert_error(&run(&["train", "--resume", dir.join("nowhere").to_str().unwrap()]), "nowhere", "no such run folder");
+
+    // A run folder whose checkpoint is damaged.
+    let broken = dir.join("broken");
+    fs::create_dir_all(&broken).unwrap();
+    fs::write(broken.join("config.toml"), "[run]\niterations = 4\n").unwrap();
+    fs::write(broken.join("checkpoint.dml"), b"DMLCKPT1 truncated").unwrap();
+    assert_error(&run(&["train", "--resume", broken.to_str().unwrap()]), "checkpoint.dml", "");
+    let mut bytes = b"DMLCKPT1".to_vec();
+    bytes.extend_from_slice(&2u64.to_le_bytes());
+    bytes.extend_from_slice(&1000u64.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(b"{}");
+    fs::write(broken.join("checkpoint.dml"), &bytes).unwrap();
+    assert_error(&run(&["train", "--resume", broken.to_str().unwrap()]), "checkpoint.dml", "truncated");
+
+    assert_error(&run(&["eval", "--run", broken.to_str().unwrap()]), "model.bpk", "no model saved yet");
+    fs::write(broken.join("model.bpk"), b"not a burnpack").unwrap();
+    assert_error(&run(&["eval", "--run", broken.to_str().unwrap()]), "model.bpk", "");
+    assert_error(&run(&["export", "--run", dir.join("nowhere").to_str().unwrap(), "--projector", "/tmp/x"]), "nowhere", "");
+
+    // An existing run is never overwritten.
+    assert_error(&run(&["train", "--run-dir", broken.to_str().unwrap()]), "broken", "--resume");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_diverging_run_stops_at_the_nan_and_keeps_its_last_checkpoint() {
+    let dir = scratch("nan");
+    let run_dir = dir.join("r");
+    let out = run(&[
+        "train",
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e38",
+        "--iterations",
+        "50",
+        "--eval-interval",
+        "0",
+    ]);
+    assert_error(&out, "r", "at iteration");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("the last good checkpoint (iteration 0) is kept"), "{stderr}");
+    let checkpoint = fs::read(run_dir.join("checkpoint.dml")).unwrap();
+    assert!(checkpoint.starts_with(b"DMLCKPT1"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn print_config_round_trips() {
+    let dir = scratch("config");
+    let out = run(&["train", "--print-config", "--loss", "margin", "--set", "loss.beta=1.5", "--p", "8"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("name = \"margin\"") && printed.contains("beta = 1.5") && printed.contains("p = 8"));
+    let file = dir.join("c.toml");
+    fs::write(&file, &printed).unwrap();
+    let again = run(&["train", "--print-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(text(&again.stdout), printed);
+    fs::remove_dir_all(&dir).unwrap();
+}
