@@ -42,7 +42,7 @@ fn geometry(x: &Shape, weight: &Shape, stride: [usize; 2], padding: [usize; 2]) 
     }
 }
 
-fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+pub(super) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
     if t.is_contiguous() && t.layout().contiguous_offsets().is_some_and(|(start, _)| start == 0) {
         t.clone()
     } else {
@@ -50,11 +50,11 @@ fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
     }
 }
 
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+pub(super) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
 }
 
-fn slice(t: &FlexTensor) -> &[f32] {
+pub(super) fn slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 

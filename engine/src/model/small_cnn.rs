@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::selects_on_host;
 use crate::eval::l2_normalize;
-use crate::kernels::host_conv2d;
+use crate::kernels::{batch_norm_relu, batch_stats, host_conv2d, host_max_pool2d};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,17 +44,34 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = if selects_on_host(&x.device()) {
-            let weight = self.conv.weight.val();
-            let bias = match &self.conv.bias {
-                Some(bias) => bias.val(),
-                None => Tensor::zeros([weight.dims()[0]], &x.device()),
-            };
-            host_conv2d(x, weight, bias, [1, 1], [1, 1])
-        } else {
-            self.conv.forward(x)
+        let device = x.device();
+        if !selects_on_host(&device) {
+            return relu(self.norm.forward(self.conv.forward(x)));
+        }
+        let weight = self.conv.weight.val();
+        let bias = match &self.conv.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([weight.dims()[0]], &device),
         };
-        relu(self.norm.forward(y))
+        let y = host_conv2d(x, weight, bias, [1, 1], [1, 1]);
+        let norm = &self.norm;
+        if !(device.is_autodiff() && norm.training.is_enabled()) {
+            return relu(norm.forward(y));
+        }
+        // Training mode on the CPU backend: the fused host batch norm + ReLU, with the running
+        // statistics updated exactly as Burn's BatchNorm does.
+        let stats = batch_stats(y.clone().detach());
+        let channels = stats.dims()[1];
+        let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+        let variance = stats.clone().slice([1..2, 0..channels]).reshape([channels]);
+        let m = norm.momentum;
+        let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+            let running = state.value_sync().to_device(&device);
+            state.update(running.mul_scalar(1.0 - m).add(batch.mul_scalar(m)).detach());
+        };
+        update(&norm.running_mean, mean);
+        update(&norm.running_var, variance);
+        batch_norm_relu(y, norm.gamma.val(), norm.beta.val(), stats, norm.epsilon)
     }
 }
 
@@ -88,7 +105,7 @@ impl SmallCnn {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             if i == 1 || i == 3 {
-                x = self.pool.forward(x);
+                x = if selects_on_host(&x.device()) { host_max_pool2d(x, [2, 2]) } else { self.pool.forward(x) };
             }
         }
         let [batch, channels, _, _] = x.dims();

@@ -1,0 +1,227 @@
+//! Training-mode batch normalisation followed by ReLU, NCHW f32 on the host: statistics, forward
+//! and backward, each one or two passes over the activation.
+//!
+//! Burn's generic batch norm swaps the batch and channel axes (a full copy) for every reduction,
+//! forward and backward; here the reductions walk each channel's planes in place. Sums are taken
+//! per channel in f64, sequentially, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+/// `[batch, channels, plane]` of an NCHW activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnShape {
+    pub batch: usize,
+    pub channels: usize,
+    pub plane: usize,
+}
+
+impl BnShape {
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+
+    fn planes<'a>(&self, x: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+        let (channels, plane) = (self.channels, self.plane);
+        (0..self.batch).map(move |n| &x[(n * channels + c) * plane..][..plane])
+    }
+}
+
+/// Σ x and Σ (x − shift)² over a plane, in eight f32 lanes (so that it vectorises) added in f64.
+fn plane_moments(p: &[f32], shift: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
+    let chunks = p.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            let d = c[l] - shift;
+            s1[l] += c[l];
+            s2[l] += d * d;
+        }
+    }
+    let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
+    let (t1, t2) = rest.iter().fold((0.0f64, 0.0f64), |(a, b), &v| (a + v as f64, b + ((v - shift) * (v - shift)) as f64));
+    (total(s1) + t1, total(s2) + t2)
+}
+
+/// Σ g and Σ g·(x − mean) over a plane, g = gy where the ReLU passed (a·x + b > 0).
+fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
+    let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (x8, g8) in xc.zip(gc) {
+        for l in 0..8 {
+            let g = g8[l] * ((a * x8[l] + b > 0.0) as u32 as f32);
+            s1[l] += g;
+            s2[l] += g * (x8[l] - mean);
+        }
+    }
+    let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
+    let (mut t1, mut t2) = (total(s1), total(s2));
+    for (&x, &g) in xr.iter().zip(gr) {
+        let g = g * ((a * x + b > 0.0) as u32 as f32);
+        t1 += g as f64;
+        t2 += (g * (x - mean)) as f64;
+    }
+    (t1, t2)
+}
+
+/// Per-channel batch mean and biased variance, as `[mean…, variance…]`.
+pub fn stats(s: &BnShape, x: &[f32]) -> Vec<f32> {
+    let pairs: Vec<(f32, f32)> = (0..s.channels)
+        .into_par_iter()
+        .map(|c| {
+            // Moments about the first value, then shifted to the mean: one pass, and no
+            // cancellation when the mean is large against the spread.
+            let shift = x[c * s.plane];
+            let (sum, sq) = s.planes(x, c).map(|p| plane_moments(p, shift)).fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v));
+            let d = sum / s.count() - shift as f64;
+            let mean = shift as f64 + d;
+            (mean as f32, (sq / s.count() - d * d).max(0.0) as f32)
+        })
+        .collect();
+    pairs.iter().map(|p| p.0).chain(pairs.iter().map(|p| p.1)).collect()
+}
+
+fn scale_shift(s: &BnShape, gamma: &[f32], beta: &[f32], stats: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
+    (0..s.channels)
+        .map(|c| {
+            let inv = 1.0 / (stats[s.channels + c] as f64 + epsilon).sqrt();
+            let scale = gamma[c] as f64 * inv;
+            (scale as f32, (beta[c] as f64 - stats[c] as f64 * scale) as f32)
+        })
+        .unzip()
+}
+
+/// `relu(γ (x − μ) / √(σ² + ε) + β)` with the batch statistics `stats` of `x`.
+pub fn forward(s: &BnShape, x: &[f32], gamma: &[f32], beta: &[f32], stats: &[f32], epsilon: f64) -> Vec<f32> {
+    let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(s.plane).zip(x.par_chunks(s.plane)).enumerate().for_each(|(i, (out, inp))| {
+        let c = i % s.channels;
+        let (a, b) = (scale[c], shift[c]);
+        for (o, &v) in out.iter_mut().zip(inp) {
+            *o = (a * v + b).max(0.0);
+        }
+    });
+    y
+}
+
+/// Gradients `(x, γ, β)` of [`forward`] from the output gradient `gy`; the batch statistics
+/// depend on `x` and are differentiated through.
+pub fn backward(
+    s: &BnShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &[f32],
+    epsilon: f64,
+    gy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
+    let inv: Vec<f64> = (0..s.channels).map(|c| 1.0 / (stats[s.channels + c] as f64 + epsilon).sqrt()).collect();
+    // Per channel: Σ g and Σ g·x̂, with g = gy where the ReLU passed.
+    let sums: Vec<(f64, f64)> = (0..s.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (a, b, mean) = (scale[c], shift[c], stats[c]);
+            let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+            for (xp, gp) in s.planes(x, c).zip(s.planes(gy, c)) {
+                let (u, v) = plane_grad_sums(xp, gp, a, b, mean);
+                sg += u;
+                sgx += v;
+            }
+            (sg, sgx * inv[c])
+        })
+        .collect();
+    let gbeta: Vec<f32> = sums.iter().map(|p| p.0 as f32).collect();
+    let ggamma: Vec<f32> = sums.iter().map(|p| p.1 as f32).collect();
+    let mut gx = vec![0.0f32; x.len()];
+    gx.par_chunks_mut(s.plane).enumerate().for_each(|(i, out)| {
+        let c = i % s.channels;
+        let offset = i * s.plane;
+        let (a, b, mean) = (scale[c], shift[c], stats[c]);
+        let k = (gamma[c] as f64 * inv[c]) as f32;
+        let mean_g = (sums[c].0 / s.count()) as f32;
+        let mean_gx = (sums[c].1 / s.count()) as f32;
+        let inv_c = inv[c] as f32;
+        let (xp, gp) = (&x[offset..offset + s.plane], &gy[offset..offset + s.plane]);
+        for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
+            let g = g * ((a * v + b > 0.0) as u32 as f32);
+            *o = k * (g - mean_g - (v - mean) * inv_c * mean_gx);
+        }
+    });
+    (gx, ggamma, gbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The whole layer in f64 from the definition: statistics recomputed from x.
+    fn loss_reference(s: &BnShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, u: &[f32]) -> f64 {
+        let mut total = 0.0;
+        for c in 0..s.channels {
+            let idx: Vec<usize> = (0..s.batch).flat_map(|n| (0..s.plane).map(move |j| (n * s.channels + c) * s.plane + j)).collect();
+            let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
+            let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / idx.len() as f64;
+            for &i in &idx {
+                let y = (gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c]).max(0.0);
+                total += y * u[i] as f64;
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn matches_the_definition_and_its_finite_differences() {
+        let s = BnShape { batch: 3, channels: 2, plane: 5 };
+        let x = values(30, 1);
+        let gamma = vec![1.3f32, 0.7];
+        let beta = vec![0.1f32, -0.05];
+        let eps = 1e-5;
+        let u = values(30, 2);
+        let st = stats(&s, &x);
+        let y = forward(&s, &x, &gamma, &beta, &st, eps);
+        let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
+        let value: f64 = y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!((value - loss_reference(&s, &x64, &g64, &b64, eps, &u)).abs() < 1e-5);
+        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &st, eps, &u);
+        let h = 1e-6;
+        let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+        for i in 0..x.len() {
+            let d = fd(&|e| {
+                let mut xe = x64.clone();
+                xe[i] += e;
+                loss_reference(&s, &xe, &g64, &b64, eps, &u)
+            });
+            assert!((gx[i] as f64 - d).abs() < 1e-3, "x[{i}]: {} vs {d}", gx[i]);
+        }
+        for c in 0..2 {
+            let d = fd(&|e| {
+                let mut ge = g64.clone();
+                ge[c] += e;
+                loss_reference(&s, &x64, &ge, &b64, eps, &u)
+            });
+            assert!((gg[c] as f64 - d).abs() < 1e-3, "gamma[{c}]");
+            let d = fd(&|e| {
+                let mut be = b64.clone();
+                be[c] += e;
+                loss_reference(&s, &x64, &g64, &be, eps, &u)
+            });
+            assert!((gb[c] as f64 - d).abs() < 1e-3, "beta[{c}]");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Batch norm + ReLU of [`super::batch_norm`] as Burn operations on the CPU (flex) backend, with
+//! their own backward pass under autodiff.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Tensor};
+
+use super::batch_norm::{self, BnShape};
+use super::host_conv::{contiguous_f32, slice, tensor};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait HostBatchNorm: Backend {
+    /// Per-channel batch mean and biased variance of `[n, c, h, w]`, as `[2, c]`; no gradient.
+    fn host_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `relu(batch_norm(x))` in training mode; `stats` must be `host_bn_stats(x)`.
+    fn host_bn_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+fn bn_shape(x: &Shape) -> BnShape {
+    BnShape { batch: x[0], channels: x[1], plane: x.num_elements() / (x[0] * x[1]).max(1) }
+}
+
+impl HostBatchNorm for Flex {
+    fn host_bn_stats(x: FlexTensor) -> FlexTensor {
+        let s = bn_shape(&x.shape());
+        let x = contiguous_f32(&x);
+        tensor(batch_norm::stats(&s, slice(&x)), Shape::new([2, s.channels]))
+    }
+
+    fn host_bn_relu(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64) -> FlexTensor {
+        let shape = x.shape();
+        let s = bn_shape(&shape);
+        let (x, gamma, beta, stats) = (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats));
+        tensor(batch_norm::forward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), epsilon), shape)
+    }
+}
+
+#[derive(Debug)]
+struct BnReluBackward {
+    epsilon: f64,
+}
+
+impl Backward<Flex, 4> for BnReluBackward {
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta, _stats] = ops.parents;
+        let gy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, beta, stats) = ops.state;
+        let shape = x.shape();
+        let s = bn_shape(&shape);
+        let (x, gamma, beta, stats, gy) =
+            (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats), contiguous_f32(&gy));
+        let (gx, ggamma, gbeta) =
+            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, slice(&gy));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(gx, shape));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(ggamma, Shape::new([s.channels])));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(gbeta, Shape::new([s.channels])));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
+    fn host_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(Flex::host_bn_stats(x.primitive().clone()))
+    }
+
+    fn host_bn_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let backward = BnReluBackward { epsilon };
+        match backward.prepare::<C>([x.node(), gamma.node(), beta.node(), stats.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = (
+                    x.primitive().clone(),
+                    gamma.primitive().clone(),
+                    beta.primitive().clone(),
+                    stats.primitive().clone(),
+                );
+                let output = Flex::host_bn_relu(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    stats.into_primitive(),
+                    epsilon,
+                );
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::host_bn_relu(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                stats.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+}
+
+/// `[2, c]`: the batch mean and biased variance per channel of `x` (host tensors), no gradient.
+pub fn batch_stats(x: Tensor<4>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_stats(x.into_dispatch()))
+}
+
+/// `relu(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
+pub fn batch_norm_relu(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_relu(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        stats.into_dispatch(),
+        epsilon,
+    ))
+}

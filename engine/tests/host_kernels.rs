@@ -1,0 +1,135 @@
+//! The host kernels agree with Burn's own operations on the CPU backend: convolution and
+//! training-mode batch norm + ReLU, values and the gradients of every input.
+
+use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
+use dml_engine::burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use dml_engine::burn::tensor::{Device, Distribution, Tensor};
+use dml_engine::burn::nn::BatchNormConfig;
+use dml_engine::burn::tensor::activation::relu;
+use dml_engine::kernels::{batch_norm_relu, batch_stats, host_conv2d, host_max_pool2d};
+use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
+
+fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
+    let (a, b): (Vec<f32>, Vec<f32>) = (a.into_data().iter().collect(), b.into_data().iter().collect());
+    assert_eq!(a.len(), b.len(), "{what}: sizes");
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4 * scale, "{what}: max |difference| {worst} (scale {scale})");
+}
+
+fn check(shape: [usize; 4], out_channels: usize, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) {
+    let device = Device::flex().autodiff();
+    let what = format!("x {shape:?}, {out_channels} out, kernel {kernel:?}, stride {stride:?}, padding {padding:?}");
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<4>::random([out_channels, shape[1], kernel[0], kernel[1]], Distribution::Normal(0.0, 0.3), &device);
+    let b = Tensor::<1>::random([out_channels], Distribution::Normal(0.0, 1.0), &device);
+    let run = |host: bool| {
+        let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+        let y = if host {
+            host_conv2d(x.clone(), w.clone(), b.clone(), stride, padding)
+        } else {
+            burn_conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new(stride, padding, [1, 1], 1))
+        };
+        // A non-uniform upstream gradient: weight every output by its own value.
+        let loss = (y.clone() * y.clone().detach()).sum();
+        let grads = loss.backward();
+        let gb = b.grad(&grads).unwrap();
+        (y.inner(), x.grad(&grads).unwrap(), w.grad(&grads).unwrap(), gb.reshape([1, 1, 1, out_channels]))
+    };
+    let (y, gx, gw, gb) = run(true);
+    let (y_ref, gx_ref, gw_ref, gb_ref) = run(false);
+    close(y, y_ref, &format!("{what}: output"));
+    close(gx, gx_ref, &format!("{what}: input gradient"));
+    close(gw, gw_ref, &format!("{what}: weight gradient"));
+    close(gb, gb_ref, &format!("{what}: bias gradient"));
+}
+
+#[test]
+fn small_cnn_layers() {
+    check([4, 1, 28, 28], 8, [3, 3], [1, 1], [1, 1]);
+    check([4, 16, 14, 14], 8, [3, 3], [1, 1], [1, 1]);
+}
+
+#[test]
+fn strides_paddings_and_kernel_sizes() {
+    check([3, 3, 17, 15], 5, [7, 7], [2, 2], [3, 3]);
+    check([2, 6, 9, 9], 4, [1, 1], [1, 1], [0, 0]);
+    check([2, 6, 9, 8], 4, [1, 1], [2, 2], [0, 0]);
+    check([2, 4, 10, 7], 3, [3, 3], [2, 1], [0, 2]);
+}
+
+fn close_vec(a: Vec<f32>, b: Vec<f32>, what: &str) {
+    let n = a.len();
+    close(
+        Tensor::<4>::from_floats(dml_engine::burn::tensor::TensorData::new(a, [1, 1, 1, n]), &Device::flex()),
+        Tensor::<4>::from_floats(dml_engine::burn::tensor::TensorData::new(b, [1, 1, 1, n]), &Device::flex()),
+        what,
+    );
+}
+
+#[test]
+fn batch_norm_relu_matches_burn_batch_norm_then_relu() {
+    let device = Device::flex().autodiff();
+    for (shape, offset) in [([8, 5, 6, 7], 0.0), ([3, 4, 2, 2], 3.0), ([16, 3, 1, 1], -1.0)] {
+        let what = format!("{shape:?}");
+        let x = Tensor::<4>::random(shape, Distribution::Normal(offset, 2.0), &device);
+        let gamma = Tensor::<1>::random([shape[1]], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 0.5), &device);
+        let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).detach();
+        let run = |host: bool| {
+            let mut norm = BatchNormConfig::new(shape[1]).init(&device);
+            norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
+            norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
+            let x = x.clone().require_grad();
+            let y = if host {
+                let stats = batch_stats(x.clone().detach());
+                batch_norm_relu(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon)
+            } else {
+                relu(norm.forward(x.clone()))
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                flat(norm.gamma.val().grad(&grads).unwrap()),
+                flat(norm.beta.val().grad(&grads).unwrap()),
+            )
+        };
+        let (y, gx, gg, gb) = run(true);
+        let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
+        close(y, y_ref, &format!("{what}: output"));
+        close(gx, gx_ref, &format!("{what}: input gradient"));
+        close_vec(gg, gg_ref, &format!("{what}: gamma gradient"));
+        close_vec(gb, gb_ref, &format!("{what}: beta gradient"));
+        // The statistics are the biased batch moments Burn's batch norm uses.
+        let stats: Vec<f32> = batch_stats(x.clone()).into_data().iter().collect();
+        let xs = x.clone().inner().swap_dims(0, 1).reshape([shape[1] as i64, -1]);
+        let mean = xs.clone().mean_dim(1);
+        let var = (xs - mean.clone()).powi_scalar(2).mean_dim(1);
+        let expected: Vec<f32> = mean.into_data().iter().chain(var.into_data().iter()).collect();
+        close_vec(stats, expected, &format!("{what}: batch statistics"));
+    }
+}
+
+#[test]
+fn max_pool_matches_burn_max_pool() {
+    let device = Device::flex().autodiff();
+    for shape in [[4, 3, 28, 28], [2, 5, 7, 9]] {
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |host: bool| {
+            let x = x.clone().require_grad();
+            let y = if host {
+                host_max_pool2d(x.clone(), [2, 2])
+            } else {
+                burn_max_pool2d(x.clone(), MaxPoolOptions::new([2, 2]))
+            };
+            let grads = (y.clone() * y.clone().detach()).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let (y, gx) = run(true);
+        let (y_ref, gx_ref) = run(false);
+        close(y, y_ref, &format!("{shape:?}: output"));
+        close(gx, gx_ref, &format!("{shape:?}: input gradient"));
+    }
+}
