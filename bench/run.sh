@@ -48,6 +48,17 @@ echo "dml:   ${dml_s} s  $(cat "$out/metrics_dml.json")"
 echo "faiss: ${faiss_s} s  $(cat "$out/metrics_faiss.json")"
 echo "speedup: $(echo "scale=2; $faiss_s / $dml_s" | bc)x"
 
-echo "== training step of the default job's small CNN (batch 80, 28×28, ms loss, Adam), CPU"
-echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" "$reps")"
-echo "PyTorch: $("$py" bench/pytorch_train_step.py "$reps")"
+echo "== training step of the default job's small CNN (batch 80, 28×28, ms loss, Adam), CPU, interleaved"
+for round in 1 2 3; do
+    echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" "$reps")"
+    echo "PyTorch: $(cd bench && "../$py" pytorch_train_step.py "$reps")"
+done
+
+echo "== the default job, 200 iterations, seeds 0-4: dml, PyTorch with LOSSES.md's ms, PyTorch with pml's ms"
+for seed in 0 1 2 3 4; do
+    rm -rf "$out/default-$seed"
+    "$CARGO_TARGET_DIR/release/dml" train --run-dir "$out/default-$seed" --seed "$seed" --eval-interval 0 \
+        --backend cpu > /dev/null 2>&1
+    echo "dml seed $seed: $(grep '"split"' "$out/default-$seed/metrics.jsonl" | tail -1)"
+done
+(cd bench && "../$py" pytorch_train_fashion.py spec 0 1 2 3 4 && "../$py" pytorch_train_fashion.py pml 0 1 2 3 4)
