@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Train an embedding network and report Recall@K on the unseen test classes.
     Train(Box<commands::train::TrainArgs>),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
     /// Recompute Recall@K / MAP@R of a trained run on its test split.
     Eval(commands::eval::EvalArgs),
     /// Write a run's test embeddings as TensorFlow Embedding Projector files.
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => commands::train::run(*args),
         Some(Command::Metrics(args)) => commands::metrics::run(args),
         Some(Command::Eval(args)) => commands::eval::run(args),
+        Some(Command::Data(command)) => commands::data::run(command),
         Some(Command::Export(args)) => commands::export::run(args),
     };
     match result {

@@ -1,9 +1,14 @@
 //! Datasets in their on-disk formats, the P×K sampler and the input transforms.
 
 pub mod augment;
+pub mod cub;
 pub mod fashion_mnist;
+pub mod folder;
 pub mod idx;
+pub mod image_list;
+pub mod inshop;
 pub mod sampler;
+pub mod sop;
 
 use std::path::PathBuf;
 
@@ -11,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use augment::GreyTransform;
 pub use fashion_mnist::{DatasetError, GreyImages};
+pub use image_list::{ImageDataset, ImageList, ListError, TestSet};
 pub use sampler::{PkSampler, SamplerError, SamplerState};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,5 +86,51 @@ impl DataConfig {
                 Ok(Split { train, test })
             }
         }
+    }
+}
+
+/// Datasets stored as image files with their list files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileDataset {
+    /// CUB-200-2011.
+    Cub,
+    /// Stanford Online Products.
+    Sop,
+    /// In-Shop Clothes Retrieval.
+    Inshop,
+    /// One sub-folder per class.
+    Folder,
+}
+
+impl FileDataset {
+    pub const NAMES: [&'static str; 4] = ["cub", "sop", "inshop", "folder"];
+
+    pub fn load(self, root: &std::path::Path) -> Result<ImageDataset, ListError> {
+        match self {
+            FileDataset::Cub => cub::load(root),
+            FileDataset::Sop => sop::load(root),
+            FileDataset::Inshop => inshop::load(root),
+            FileDataset::Folder => folder::load(root),
+        }
+    }
+
+    /// Image counts of the published splits: (train, test) or (train, query, gallery).
+    pub fn published(self) -> Option<&'static [usize]> {
+        match self {
+            FileDataset::Cub => Some(&[5_864, 5_924]),
+            FileDataset::Sop => Some(&[59_551, 60_502]),
+            FileDataset::Inshop => Some(&[25_882, 14_218, 12_612]),
+            FileDataset::Folder => None,
+        }
+    }
+}
+
+impl std::str::FromStr for FileDataset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown dataset `{s}`, expected one of: {}", Self::NAMES.join(", ")))
     }
 }

@@ -1,0 +1,85 @@
+//! Datasets stored as image files: which file belongs to which class and split.
+
+use std::path::{Path, PathBuf};
+
+/// Image files (relative to the dataset root) with their class labels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImageList {
+    pub paths: Vec<PathBuf>,
+    pub labels: Vec<i64>,
+}
+
+impl ImageList {
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn push(&mut self, path: PathBuf, label: i64) {
+        self.paths.push(path);
+        self.labels.push(label);
+    }
+
+    pub fn classes(&self) -> usize {
+        self.labels.iter().collect::<std::collections::BTreeSet<_>>().len()
+    }
+
+    /// The first listed file that does not exist under `root`, if any.
+    pub fn first_missing(&self, root: &Path) -> Option<PathBuf> {
+        self.paths.iter().map(|p| root.join(p)).find(|p| !p.is_file())
+    }
+}
+
+/// How a dataset's test classes are evaluated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TestSet {
+    /// Every test image is a query against all the others (CUB, Cars, SOP, folders).
+    LeaveOneOut(ImageList),
+    /// Separate queries ranked against a gallery (In-Shop).
+    QueryGallery { query: ImageList, gallery: ImageList },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageDataset {
+    pub root: PathBuf,
+    pub train: ImageList,
+    pub test: TestSet,
+}
+
+/// A problem with a dataset's files, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ListError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl ListError {
+    pub fn new(path: &Path, message: impl ToString) -> Self {
+        Self { path: path.to_path_buf(), message: message.to_string() }
+    }
+}
+
+/// Reads a text file that must exist, with an error that says which dataset expected it.
+pub(crate) fn read_list(root: &Path, name: &str, dataset: &str) -> Result<String, ListError> {
+    let path = root.join(name);
+    if !root.is_dir() {
+        return Err(ListError::new(root, "no such folder"));
+    }
+    std::fs::read_to_string(&path).map_err(|e| {
+        if path.exists() {
+            ListError::new(&path, e)
+        } else {
+            ListError::new(&path, format!("missing: a {dataset} root holds {name}"))
+        }
+    })
+}
+
+/// Parses field `index` of a whitespace-separated line as an integer.
+pub(crate) fn int_field(fields: &[&str], index: usize, path: &Path, line: usize, what: &str) -> Result<i64, ListError> {
+    let raw = fields.get(index).ok_or_else(|| ListError::new(path, format!("line {line}: missing {what}")))?;
+    raw.parse().map_err(|_| ListError::new(path, format!("line {line}: {what} `{raw}` is not an integer")))
+}

@@ -1,0 +1,80 @@
+//! `dml data check`: validate a dataset tree in its published on-disk format and print its counts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use dml_engine::data::{FileDataset, ImageList, TestSet};
+
+use crate::error::CliError;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Check that a dataset's list files parse and every listed image exists; print the counts.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// cub, sop, inshop or folder.
+    #[arg(long)]
+    dataset: FileDataset,
+    /// The dataset's root folder.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+}
+
+pub fn run(command: DataCommand) -> Result<(), CliError> {
+    match command {
+        DataCommand::Check(args) => check(args),
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn describe(name: &str, list: &ImageList) -> String {
+    format!("{name} {} images in {} classes", thousands(list.len()), thousands(list.classes()))
+}
+
+fn check(args: CheckArgs) -> Result<(), CliError> {
+    let dataset = args.dataset.load(&args.root).map_err(|e| CliError::at(&e.path, e.message))?;
+    let mut lists: Vec<(&str, &ImageList)> = vec![("train", &dataset.train)];
+    match &dataset.test {
+        TestSet::LeaveOneOut(test) => lists.push(("test", test)),
+        TestSet::QueryGallery { query, gallery } => {
+            lists.push(("query", query));
+            lists.push(("gallery", gallery));
+        }
+    }
+    for (name, list) in &lists {
+        if list.is_empty() {
+            return Err(CliError::at(&args.root, format!("the {name} split is empty")));
+        }
+        if let Some(missing) = list.first_missing(&dataset.root) {
+            return Err(CliError::at(&missing, format!("listed in the {name} split but missing")));
+        }
+    }
+    let counts: Vec<usize> = lists.iter().map(|(_, l)| l.len()).collect();
+    println!("{}: {}", args.root.display(), lists.iter().map(|(n, l)| describe(n, l)).collect::<Vec<_>>().join("; "));
+    let total: usize = counts.iter().sum();
+    println!("all {} listed image files exist", thousands(total));
+    if let Some(published) = args.dataset.published() {
+        let matches = published == counts.as_slice();
+        let published: Vec<String> = published.iter().map(|&n| thousands(n)).collect();
+        println!(
+            "published split: {} — {}",
+            published.join(" / "),
+            if matches { "this tree matches it" } else { "this tree differs (a subset or another version)" }
+        );
+    }
+    Ok(())
+}

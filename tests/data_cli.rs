@@ -1,0 +1,146 @@
+//! End-to-end tests of `dml data check` on small fixture trees written in each dataset's real
+//! on-disk format (list files as published, real PNG images), and its errors on broken trees.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dml")).args(args).output().expect("dml runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dml-data-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn image(path: &Path, shade: u8) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, dml_engine::png::encode_grey(4, 3, &[shade; 12])).unwrap();
+}
+
+fn check(dataset: &str, root: &Path) -> Output {
+    dml(&["data", "check", "--dataset", dataset, "--root", root.to_str().unwrap()])
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_error(out: &Output, path_part: &str, message_part: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains(path_part) && line.contains(message_part), "unexpected error line: {line}");
+}
+
+/// CUB-200-2011 with classes 1, 2 (train) and 101, 102, 150 (test), two images each.
+fn cub_tree(root: &Path) {
+    let (mut images, mut labels) = (String::new(), String::new());
+    let mut id = 0;
+    for class in [1, 2, 101, 102, 150] {
+        for k in 0..2 {
+            id += 1;
+            let rel = format!("{class:03}.Bird_{class}/Bird_{class}_{k:04}_{id}.png");
+            image(&root.join("images").join(&rel), id as u8);
+            images.push_str(&format!("{id} {rel}\n"));
+            labels.push_str(&format!("{id} {class}\n"));
+        }
+    }
+    fs::write(root.join("images.txt"), images).unwrap();
+    fs::write(root.join("image_class_labels.txt"), labels).unwrap();
+}
+
+#[test]
+fn cub() {
+    let root = scratch("cub");
+    cub_tree(&root);
+    let out = stdout(&check("cub", &root));
+    assert!(out.contains("train 4 images in 2 classes; test 6 images in 3 classes"), "{out}");
+    assert!(out.contains("all 10 listed image files exist"), "{out}");
+    assert!(out.contains("published split: 5,864 / 5,924 — this tree differs"), "{out}");
+
+    fs::remove_file(root.join("images/101.Bird_101/Bird_101_0001_6.png")).unwrap();
+    assert_error(&check("cub", &root), "Bird_101_0001_6.png", "listed in the test split but missing");
+    fs::write(root.join("image_class_labels.txt"), "1 1\n2 x\n").unwrap();
+    assert_error(&check("cub", &root), "image_class_labels.txt", "line 2: class `x` is not an integer");
+    fs::write(root.join("image_class_labels.txt"), "1 201\n").unwrap();
+    assert_error(&check("cub", &root), "image_class_labels.txt", "class 201 outside 1–200");
+    fs::remove_file(root.join("images.txt")).unwrap();
+    assert_error(&check("cub", &root), "images.txt", "missing: a CUB-200-2011 root holds images.txt");
+    fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn stanford_online_products() {
+    let root = scratch("sop");
+    for (file, classes) in [("Ebay_train.txt", 1..=3), ("Ebay_test.txt", 4..=5)] {
+        let mut text = String::from("image_id class_id super_class_id path\n");
+        let mut id = 0;
+        for class in classes {
+            for k in 0..3 {
+                id += 1;
+                let rel = format!("bicycle_final/{class}_{k}.png");
+                image(&root.join(&rel), class as u8);
+                text.push_str(&format!("{id} {class} 1 {rel}\n"));
+            }
+        }
+        fs::write(root.join(file), text).unwrap();
+    }
+    let out = stdout(&check("sop", &root));
+    assert!(out.contains("train 9 images in 3 classes; test 6 images in 2 classes"), "{out}");
+    // A CUB root is not an SOP root.
+    let cub = scratch("sop-is-cub");
+    cub_tree(&cub);
+    assert_error(&check("sop", &cub), "Ebay_train.txt", "missing: a Stanford Online Products root holds Ebay_train.txt");
+    fs::write(root.join("Ebay_test.txt"), "1 4 1 bicycle_final/4_0.png\n").unwrap();
+    assert_error(&check("sop", &root), "Ebay_test.txt", "expected the header");
+    fs::remove_dir_all(&root).unwrap();
+    fs::remove_dir_all(&cub).unwrap();
+}
+
+#[test]
+fn in_shop() {
+    let root = scratch("inshop");
+    let mut lines = Vec::new();
+    for (item, status, n) in [(2, "train", 3), (7, "train", 2), (3, "query", 2), (3, "gallery", 2), (12, "query", 1), (12, "gallery", 3)] {
+        for k in 0..n {
+            let rel = format!("img/WOMEN/Dresses/id_{item:08}/{k:02}_{status}.png");
+            image(&root.join(&rel), item as u8);
+            lines.push(format!("{rel} id_{item:08} {status}"));
+        }
+    }
+    let text = format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n"));
+    fs::write(root.join("list_eval_partition.txt"), &text).unwrap();
+    let out = stdout(&check("inshop", &root));
+    assert!(out.contains("train 5 images in 2 classes; query 3 images in 2 classes; gallery 5 images in 2 classes"), "{out}");
+    assert!(out.contains("published split: 25,882 / 14,218 / 12,612"), "{out}");
+    fs::write(root.join("list_eval_partition.txt"), text.replacen(&lines.len().to_string(), "99", 1)).unwrap();
+    assert_error(&check("inshop", &root), "list_eval_partition.txt", "declares 99 images but lists 13");
+    fs::write(root.join("list_eval_partition.txt"), "1\nimage_name item_id evaluation_status\nimg/a.png id_1 validation\n").unwrap();
+    assert_error(&check("inshop", &root), "list_eval_partition.txt", "unknown evaluation status `validation`");
+    fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn image_folder() {
+    let root = scratch("folder");
+    for (class, n) in [("cat", 2), ("dog", 3), ("emu", 1), ("yak", 2), ("zebu", 2)] {
+        for k in 0..n {
+            image(&root.join(class).join(format!("{k}.png")), k as u8);
+        }
+    }
+    fs::write(root.join("dog").join("notes.txt"), "not an image").unwrap();
+    let out = stdout(&check("folder", &root));
+    // Five classes in sorted order: cat, dog train; emu, yak, zebu test.
+    assert!(out.contains("train 5 images in 2 classes; test 5 images in 3 classes"), "{out}");
+    assert!(!out.contains("published"), "{out}");
+    fs::create_dir_all(root.join("empty")).unwrap();
+    assert_error(&check("folder", &root), "empty", "class folder without images");
+    assert_error(&check("folder", &root.join("nowhere")), "nowhere", "no such folder");
+    assert_error(&check("fashion", &root), "", "unknown dataset `fashion`");
+    fs::remove_dir_all(&root).unwrap();
+}
