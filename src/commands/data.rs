@@ -15,7 +15,7 @@ pub enum DataCommand {
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// cub, sop, inshop or folder.
+    /// cub, cars, sop, inshop or folder.
     #[arg(long)]
     dataset: FileDataset,
     /// The dataset's root folder.

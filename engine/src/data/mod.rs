@@ -1,12 +1,14 @@
 //! Datasets in their on-disk formats, the P×K sampler and the input transforms.
 
 pub mod augment;
+pub mod cars;
 pub mod cub;
 pub mod fashion_mnist;
 pub mod folder;
 pub mod idx;
 pub mod image_list;
 pub mod inshop;
+pub mod mat5;
 pub mod sampler;
 pub mod sop;
 
@@ -95,6 +97,8 @@ impl DataConfig {
 pub enum FileDataset {
     /// CUB-200-2011.
     Cub,
+    /// Cars-196.
+    Cars,
     /// Stanford Online Products.
     Sop,
     /// In-Shop Clothes Retrieval.
@@ -104,11 +108,12 @@ pub enum FileDataset {
 }
 
 impl FileDataset {
-    pub const NAMES: [&'static str; 4] = ["cub", "sop", "inshop", "folder"];
+    pub const NAMES: [&'static str; 5] = ["cub", "cars", "sop", "inshop", "folder"];
 
     pub fn load(self, root: &std::path::Path) -> Result<ImageDataset, ListError> {
         match self {
             FileDataset::Cub => cub::load(root),
+            FileDataset::Cars => cars::load(root),
             FileDataset::Sop => sop::load(root),
             FileDataset::Inshop => inshop::load(root),
             FileDataset::Folder => folder::load(root),
@@ -119,6 +124,7 @@ impl FileDataset {
     pub fn published(self) -> Option<&'static [usize]> {
         match self {
             FileDataset::Cub => Some(&[5_864, 5_924]),
+            FileDataset::Cars => Some(&[8_054, 8_131]),
             FileDataset::Sop => Some(&[59_551, 60_502]),
             FileDataset::Inshop => Some(&[25_882, 14_218, 12_612]),
             FileDataset::Folder => None,
