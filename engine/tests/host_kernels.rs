@@ -10,7 +10,10 @@ use dml_engine::kernels::{batch_norm_relu, batch_stats, host_conv2d, host_max_po
 use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-    let (a, b): (Vec<f32>, Vec<f32>) = (a.into_data().iter().collect(), b.into_data().iter().collect());
+    close_vec(a.into_data().iter().collect(), b.into_data().iter().collect(), what);
+}
+
+fn close_vec(a: Vec<f32>, b: Vec<f32>, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: sizes");
     let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
@@ -56,15 +59,6 @@ fn strides_paddings_and_kernel_sizes() {
     check([2, 6, 9, 9], 4, [1, 1], [1, 1], [0, 0]);
     check([2, 6, 9, 8], 4, [1, 1], [2, 2], [0, 0]);
     check([2, 4, 10, 7], 3, [3, 3], [2, 1], [0, 2]);
-}
-
-fn close_vec(a: Vec<f32>, b: Vec<f32>, what: &str) {
-    let n = a.len();
-    close(
-        Tensor::<4>::from_floats(dml_engine::burn::tensor::TensorData::new(a, [1, 1, 1, n]), &Device::flex()),
-        Tensor::<4>::from_floats(dml_engine::burn::tensor::TensorData::new(b, [1, 1, 1, n]), &Device::flex()),
-        what,
-    );
 }
 
 #[test]

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::burn::tensor::{Tensor, TensorData};
-use dml_engine::data::{DatasetKind, GreyTransform};
+use dml_engine::data::DatasetKind;
 use dml_engine::eval::{RetrievalConfig, nmi_of_embeddings};
-use dml_engine::train::{self, RunDir};
 
 use crate::error::CliError;
 
@@ -36,22 +35,17 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<(), CliError> {
-    let run = RunDir::open(&args.run).map_err(|e| CliError::at(&e.path, e.message))?;
-    let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
-    if let Some(dataset) = args.dataset {
-        config.data.dataset = dataset;
-        config.data.root = Default::default();
-    }
-    if let Some(root) = &args.root {
-        config.data.root = root.clone();
-    }
-    let selected = super::select_backend(args.backend)?;
-    let device = selected.device;
-    let model = train::load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?;
-    let split = config.data.load().map_err(|e| CliError::at(&e.path, e.source))?;
-    let transform = GreyTransform::from_config(&config.augment);
-    let embeddings = model.embed_grey(&split.test, &transform, config.eval.batch_size, &device);
-    let labels = &split.test.labels;
+    let super::TestEmbeddings { config, test, embeddings, device } =
+        super::embed_test_split(&args.run, args.backend, |config| {
+            if let Some(dataset) = args.dataset {
+                config.data.dataset = dataset;
+                config.data.root = Default::default();
+            }
+            if let Some(root) = &args.root {
+                config.data.root = root.clone();
+            }
+        })?;
+    let labels = &test.labels;
     let tensor = Tensor::<2>::from_data(TensorData::new(embeddings, [labels.len(), config.model.dim]), &device);
     let ks: Vec<usize> = match &args.k {
         Some(k) => k.iter().map(|&k| k as usize).collect(),

@@ -1,13 +1,12 @@
 //! `dml export --projector`: the test split's embeddings as TensorFlow Embedding Projector files.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
-use dml_engine::data::{GreyImages, GreyTransform};
+use dml_engine::data::GreyImages;
 use dml_engine::npy::write_atomically;
-use dml_engine::train::{self, RunDir};
 
 use crate::error::CliError;
 
@@ -27,15 +26,8 @@ pub struct ExportArgs {
 const SPRITE_LIMIT: usize = 8192;
 
 pub fn run(args: ExportArgs) -> Result<(), CliError> {
-    let run = RunDir::open(&args.run).map_err(|e| CliError::at(&e.path, e.message))?;
-    let config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
-    let selected = super::select_backend(args.backend)?;
-    let device = selected.device;
-    let model = train::load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?;
-    let split = config.data.load().map_err(|e| CliError::at(&e.path, e.source))?;
-    let test = &split.test;
-    let transform = GreyTransform::from_config(&config.augment);
-    let embeddings = model.embed_grey(test, &transform, config.eval.batch_size, &device);
+    let super::TestEmbeddings { config, test, embeddings, .. } = super::embed_test_split(&args.run, args.backend, |_| {})?;
+    let test = &test;
     let dim = config.model.dim;
 
     let out = &args.projector;
@@ -74,13 +66,9 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
         test.len(),
         sprite.side,
         sprite.side,
-        display(out)
+        out.display()
     );
     Ok(())
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }
 
 struct Sprite {

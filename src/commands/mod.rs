@@ -5,9 +5,41 @@ pub mod metrics;
 mod progress;
 pub mod train;
 
+use std::path::Path;
+
 use dml_engine::backend::{self, BackendChoice, SelectedBackend};
+use dml_engine::burn::tensor::Device;
+use dml_engine::data::{GreyImages, GreyTransform};
+use dml_engine::train::{RunDir, TrainConfig, load_model};
 
 use crate::error::CliError;
+
+/// A trained run's model applied to the test split of its (or another) dataset.
+pub struct TestEmbeddings {
+    pub config: TrainConfig,
+    pub test: GreyImages,
+    /// `test.len() × config.model.dim`, row-major.
+    pub embeddings: Vec<f32>,
+    pub device: Device,
+}
+
+/// Opens the run folder, lets `adjust` change its config (another dataset), loads `model.bpk`
+/// and embeds the test split.
+pub fn embed_test_split(
+    run_dir: &Path,
+    backend: BackendChoice,
+    adjust: impl FnOnce(&mut TrainConfig),
+) -> Result<TestEmbeddings, CliError> {
+    let run = RunDir::open(run_dir).map_err(|e| CliError::at(&e.path, e.message))?;
+    let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
+    adjust(&mut config);
+    let device = select_backend(backend)?.device;
+    let model = load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?;
+    let test = config.data.load().map_err(|e| CliError::at(&e.path, e.source))?.test;
+    let transform = GreyTransform::from_config(&config.augment);
+    let embeddings = model.embed_grey(&test, &transform, config.eval.batch_size, &device);
+    Ok(TestEmbeddings { config, test, embeddings, device })
+}
 
 /// Resolves `--backend` and tells the user (on stderr) what was chosen.
 pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError> {

@@ -228,14 +228,14 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         config.loss.name(),
         config.run.iterations
     );
-    let before = first_evaluation(&run_dir);
     stop_on_ctrl_c();
     let mut observer = CliObserver { progress: Progress::new("train", trainer.iteration(), config.run.iterations), since: None };
     let outcome = train::run(&run_dir, &mut trainer, &mut observer, &STOP);
     observer.progress.interrupt();
     match outcome {
         Ok(Outcome::Finished(evaluation)) => {
-            let before = before.or_else(|| first_evaluation(&run_dir));
+            // The evaluation before training is the file's first one, for resumed runs too.
+            let before = first_evaluation(&run_dir);
             print_summary(before.as_ref(), &evaluation.metrics);
             println!("saved: {}", run_dir.path().display());
             Ok(())

@@ -18,14 +18,13 @@ impl GreyTransform {
     }
 
     /// The images `indices` as one `[n, 1, h, w]` buffer; `flip` draws a fair coin per image.
-    pub fn batch(&self, images: &GreyImages, indices: &[usize], flip: Option<&mut Xoshiro256PlusPlus>) -> Vec<f32> {
+    pub fn batch(&self, images: &GreyImages, indices: &[usize], mut flip: Option<&mut Xoshiro256PlusPlus>) -> Vec<f32> {
         let (h, w) = (images.height, images.width);
         let scale = 1.0 / (255.0 * self.std);
         let shift = self.mean / self.std;
         let mut out = Vec::with_capacity(indices.len() * h * w);
-        let mut flips = flip;
         for &i in indices {
-            let mirrored = flips.as_mut().is_some_and(|rng| rng.random_bool(0.5));
+            let mirrored = flip.as_mut().is_some_and(|rng| rng.random_bool(0.5));
             let pixels = images.image(i);
             for row in pixels.chunks_exact(w) {
                 if mirrored {

@@ -4,17 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_file};
 use super::mat5::{self, MatValue};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
-    if !root.is_dir() {
-        return Err(ListError::new(root, "no such folder"));
-    }
     let path = root.join("cars_annos.mat");
-    let bytes = std::fs::read(&path).map_err(|e| {
-        if path.exists() { ListError::new(&path, e) } else { ListError::new(&path, "missing: a Cars-196 root holds cars_annos.mat") }
-    })?;
+    let bytes = read_file(root, "cars_annos.mat", "Cars-196")?;
     let variables = mat5::read(&bytes).map_err(|e| ListError::new(&path, e))?;
     let annotations = variables
         .iter()

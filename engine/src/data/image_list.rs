@@ -63,19 +63,25 @@ impl ListError {
     }
 }
 
-/// Reads a text file that must exist, with an error that says which dataset expected it.
-pub(crate) fn read_list(root: &Path, name: &str, dataset: &str) -> Result<String, ListError> {
+/// Reads a dataset file that must exist, with an error that says which dataset expected it.
+pub(crate) fn read_file(root: &Path, name: &str, dataset: &str) -> Result<Vec<u8>, ListError> {
     let path = root.join(name);
     if !root.is_dir() {
         return Err(ListError::new(root, "no such folder"));
     }
-    std::fs::read_to_string(&path).map_err(|e| {
+    std::fs::read(&path).map_err(|e| {
         if path.exists() {
             ListError::new(&path, e)
         } else {
             ListError::new(&path, format!("missing: a {dataset} root holds {name}"))
         }
     })
+}
+
+/// [`read_file`] for a text list.
+pub(crate) fn read_list(root: &Path, name: &str, dataset: &str) -> Result<String, ListError> {
+    String::from_utf8(read_file(root, name, dataset)?)
+        .map_err(|_| ListError::new(&root.join(name), "not UTF-8 text"))
 }
 
 /// Parses field `index` of a whitespace-separated line as an integer.

@@ -33,12 +33,17 @@ impl DatasetKind {
     pub const NAMES: [&'static str; 1] = ["fashion-mnist"];
 }
 
+/// A dataset enum from its serde (kebab-case) name, for command-line parsing.
+fn dataset_from_name<T: serde::de::DeserializeOwned>(name: &str, names: &[&str]) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| format!("unknown dataset `{name}`, expected one of: {}", names.join(", ")))
+}
+
 impl std::str::FromStr for DatasetKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("unknown dataset `{s}`, expected one of: {}", Self::NAMES.join(", ")))
+        dataset_from_name(s, &Self::NAMES)
     }
 }
 
@@ -136,7 +141,6 @@ impl std::str::FromStr for FileDataset {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("unknown dataset `{s}`, expected one of: {}", Self::NAMES.join(", ")))
+        dataset_from_name(s, &Self::NAMES)
     }
 }

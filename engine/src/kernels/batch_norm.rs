@@ -156,18 +156,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::kernels::test_values as values;
 
     /// The whole layer in f64 from the definition: statistics recomputed from x.
     fn loss_reference(s: &BnShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, u: &[f32]) -> f64 {

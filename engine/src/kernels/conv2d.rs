@@ -265,6 +265,7 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_in
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values as values;
 
     /// Direct convolution in f64, the definition itself.
     fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
@@ -295,18 +296,6 @@ mod tests {
             }
         }
         y
-    }
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
     }
 
     fn geometries() -> Vec<ConvGeometry> {
