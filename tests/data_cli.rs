@@ -2,19 +2,12 @@
 //! on-disk format (list files as published, real PNG images), and its errors on broken trees.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn dml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dml")).args(args).output().expect("dml runs")
-}
+mod common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dml-data-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{assert_error, dml, scratch};
 
 fn image(path: &Path, shade: u8) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -28,13 +21,6 @@ fn check(dataset: &str, root: &Path) -> Output {
 fn stdout(out: &Output) -> String {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn assert_error(out: &Output, path_part: &str, message_part: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {stderr}"));
-    assert!(line.contains(path_part) && line.contains(message_part), "unexpected error line: {line}");
 }
 
 /// CUB-200-2011 with classes 1, 2 (train) and 101, 102, 150 (test), two images each.

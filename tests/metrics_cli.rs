@@ -2,19 +2,12 @@
 //! clear error line with exit code 2 for every kind of bad input.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn dml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dml")).args(args).output().expect("dml runs")
-}
+mod common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dml-cli-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{dml, scratch};
 
 /// A .npy file written here byte by byte, independently of the engine's writer.
 fn npy(path: &Path, descr: &str, shape: &str, payload: &[u8]) {

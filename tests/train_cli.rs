@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
+use common::{assert_error, scratch};
+
 fn dml() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dml"));
     command.env("RAYON_NUM_THREADS", "2");
@@ -17,13 +21,6 @@ fn dml() -> Command {
 
 fn run(args: &[&str]) -> Output {
     dml().args(args).output().expect("dml runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dml-train-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -193,14 +190,6 @@ fn interrupted_runs_resume_to_the_uninterrupted_result() {
     interrupt_then_resume(&dir, "ctrl-c", "-INT", &reference);
     interrupt_then_resume(&dir, "killed", "-KILL", &reference);
     fs::remove_dir_all(&dir).unwrap();
-}
-
-fn assert_error(out: &Output, path_part: &str, message_part: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in {stderr}"));
-    assert!(line.contains(path_part) && line.contains(message_part), "unexpected error line: {line}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
