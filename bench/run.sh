@@ -62,3 +62,9 @@ for seed in 0 1 2 3 4; do
     echo "dml seed $seed: $(grep '"split"' "$out/default-$seed/metrics.jsonl" | tail -1)"
 done
 (cd bench && "../$py" pytorch_train_fashion.py spec 0 1 2 3 4 && "../$py" pytorch_train_fashion.py pml 0 1 2 3 4)
+
+echo "== training step of ResNet-18 (batch 32, 224×224, ms loss, Adam), CPU, interleaved"
+for round in 1 2; do
+    echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" 5 resnet18 224 32)"
+    echo "PyTorch: $(cd bench && "../$py" pytorch_resnet_step.py 5 224 32)"
+done

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 #[derive(Parser)]
-#[command(name = "dml", version, about = "Deep metric learning: train embeddings, evaluate retrieval and clustering")]
+#[command(
+    name = "dml",
+    version,
+    about = "Deep metric learning: train embeddings, evaluate retrieval and clustering"
+)]
 struct Cli {
     /// Without a command: `dml train` with its defaults (the bundled Fashion-MNIST split).
     #[command(subcommand)]
@@ -26,6 +30,8 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Recompute Recall@K / MAP@R of a trained run on its test split.
     Eval(commands::eval::EvalArgs),
+    /// Embed image files with a trained run's model into a NumPy .npy matrix.
+    Embed(commands::embed::EmbedArgs),
     /// Write a run's test embeddings as TensorFlow Embedding Projector files.
     Export(commands::export::ExportArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
         Some(Command::Metrics(args)) => commands::metrics::run(args),
         Some(Command::Eval(args)) => commands::eval::run(args),
         Some(Command::Data(command)) => commands::data::run(command),
+        Some(Command::Embed(args)) => commands::embed::run(args),
         Some(Command::Export(args)) => commands::export::run(args),
     };
     match result {

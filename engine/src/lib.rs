@@ -2,6 +2,7 @@
 //! on Burn with the backend chosen at run time.
 
 pub use burn;
+pub use image;
 
 pub mod backend;
 pub mod data;

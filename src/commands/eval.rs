@@ -7,6 +7,7 @@ use dml_engine::backend::BackendChoice;
 use dml_engine::burn::tensor::{Tensor, TensorData};
 use dml_engine::data::DatasetKind;
 use dml_engine::eval::{RetrievalConfig, nmi_of_embeddings};
+use dml_engine::train::Embedded;
 
 use crate::error::CliError;
 
@@ -30,28 +31,50 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Leave out test images that cannot be read (each is reported) instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
 }
 
 pub fn run(args: EvalArgs) -> Result<(), CliError> {
-    let super::TestEmbeddings { config, test, embeddings, device } =
-        super::embed_test_split(&args.run, args.backend, |config| {
-            if let Some(dataset) = args.dataset {
-                config.data.dataset = dataset;
-                config.data.root = Default::default();
-            }
-            if let Some(root) = &args.root {
-                config.data.root = root.clone();
-            }
-        })?;
-    let labels = &test.labels;
-    let tensor = Tensor::<2>::from_data(TensorData::new(embeddings, [labels.len(), config.model.dim]), &device);
+    let super::TestEmbeddings {
+        config,
+        test,
+        query,
+        device,
+        ..
+    } = super::embed_test_split(&args.run, args.backend, |config| {
+        config.data.skip_bad_images |= args.skip_bad_images;
+        if let Some(dataset) = args.dataset {
+            config.data.dataset = dataset;
+            config.data.root = Default::default();
+        }
+        if let Some(root) = &args.root {
+            config.data.root = root.clone();
+        }
+    })?;
+    let dim = config.model.dim;
+    let tensor = |e: &Embedded| {
+        Tensor::<2>::from_data(
+            TensorData::new(e.embeddings.clone(), [e.labels.len(), dim]),
+            &device,
+        )
+    };
     let ks: Vec<usize> = match &args.k {
         Some(k) => k.iter().map(|&k| k as usize).collect(),
         None => config.eval.ks.clone(),
     };
-    let metrics = RetrievalConfig::new(&ks).evaluate(tensor.clone(), labels);
+    let retrieval = RetrievalConfig::new(&ks);
+    let metrics = match &query {
+        None => retrieval.evaluate(tensor(&test), &test.labels),
+        Some(query) => {
+            retrieval.evaluate_split(tensor(query), &query.labels, tensor(&test), &test.labels)
+        }
+    };
+    let labels = &test.labels;
+    let tensor = tensor(&test);
     let nmi = args.nmi.then(|| nmi_of_embeddings(tensor, labels, 0));
     if args.json {
         println!("{}", super::metrics::to_json(&metrics, nmi));

@@ -1,12 +1,15 @@
 //! `dml export --projector`: the test split's embeddings as TensorFlow Embedding Projector files.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
-use dml_engine::data::GreyImages;
+use dml_engine::data::{GreyImages, Inputs, image_file};
+use dml_engine::image::{RgbImage, imageops};
 use dml_engine::npy::write_atomically;
+use rayon::prelude::*;
 
 use crate::error::CliError;
 
@@ -18,6 +21,9 @@ pub struct ExportArgs {
     /// Write vectors.tsv, metadata.tsv, sprite.png and projector_config.pbtxt into this folder.
     #[arg(long, value_name = "DIR")]
     projector: PathBuf,
+    /// Leave out test images that cannot be read (each is reported) instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
 }
@@ -26,9 +32,15 @@ pub struct ExportArgs {
 const SPRITE_LIMIT: usize = 8192;
 
 pub fn run(args: ExportArgs) -> Result<(), CliError> {
-    let super::TestEmbeddings { config, test, embeddings, .. } = super::embed_test_split(&args.run, args.backend, |_| {})?;
-    let test = &test;
-    let dim = config.model.dim;
+    let super::TestEmbeddings {
+        config,
+        inputs,
+        test,
+        ..
+    } = super::embed_test_split(&args.run, args.backend, |c| {
+        c.data.skip_bad_images |= args.skip_bad_images
+    })?;
+    let (embeddings, dim) = (&test.embeddings, config.model.dim);
 
     let out = &args.projector;
     std::fs::create_dir_all(out).map_err(|e| CliError::at(out, e))?;
@@ -52,10 +64,28 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
     }
     write("metadata.tsv", metadata.as_bytes())?;
 
-    let sprite = sprite_sheet(test);
     let sprite_path = out.join("sprite.png");
-    dml_engine::png::write_grey(&sprite_path, sprite.side, sprite.side, &sprite.pixels)
-        .map_err(|e| CliError::at(&sprite_path, e))?;
+    let sprite = match inputs.as_ref() {
+        Inputs::Grey { split, .. } => {
+            let sprite = sprite_sheet(&split.test);
+            dml_engine::png::write_grey(&sprite_path, sprite.side, sprite.side, &sprite.pixels)
+                .map_err(|e| CliError::at(&sprite_path, e))?;
+            sprite
+        }
+        Inputs::Files { .. } => {
+            // The rows of vectors.tsv: the test files that were read.
+            let skipped: HashSet<&Path> = test.skipped.iter().map(|b| b.path.as_path()).collect();
+            let files: Vec<PathBuf> = (0..inputs.test_parts()[0].labels.len())
+                .filter_map(|i| inputs.test_file(0, i))
+                .filter(|p| !skipped.contains(p.as_path()))
+                .collect();
+            let (sprite, image) = photo_sprite(&files);
+            image
+                .save(&sprite_path)
+                .map_err(|e| CliError::at(&sprite_path, e))?;
+            sprite
+        }
+    };
     let config_text = format!(
         "embeddings {{\n  tensor_name: \"dml test split\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n  sprite {{\n    image_path: \"sprite.png\"\n    single_image_dim: {}\n    single_image_dim: {}\n  }}\n}}\n",
         sprite.cell, sprite.cell
@@ -63,7 +93,7 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
     write("projector_config.pbtxt", config_text.as_bytes())?;
     println!(
         "wrote {} embeddings ({dim}-d), metadata, a {}×{} sprite and projector_config.pbtxt to {}",
-        test.len(),
+        test.labels.len(),
         sprite.side,
         sprite.side,
         out.display()
@@ -92,8 +122,14 @@ fn sprite_sheet(images: &GreyImages) -> Sprite {
         for y in 0..cell {
             for x in 0..cell {
                 // Box filter over the source pixels that map into this cell pixel.
-                let (y0, y1) = (y * images.height / cell, ((y + 1) * images.height / cell).max(y * images.height / cell + 1));
-                let (x0, x1) = (x * images.width / cell, ((x + 1) * images.width / cell).max(x * images.width / cell + 1));
+                let (y0, y1) = (
+                    y * images.height / cell,
+                    ((y + 1) * images.height / cell).max(y * images.height / cell + 1),
+                );
+                let (x0, x1) = (
+                    x * images.width / cell,
+                    ((x + 1) * images.width / cell).max(x * images.width / cell + 1),
+                );
                 let mut sum = 0u32;
                 for sy in y0..y1 {
                     for sx in x0..x1 {
@@ -105,4 +141,46 @@ fn sprite_sheet(images: &GreyImages) -> Sprite {
         }
     }
     Sprite { side, cell, pixels }
+}
+
+/// Photo thumbnails (their centred squares) on one grid, at most 64 pixels a side.
+fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
+    let per_row = ((files.len().max(1)) as f64).sqrt().ceil() as usize;
+    let cell = (SPRITE_LIMIT / per_row).clamp(1, 64);
+    let side = per_row * cell;
+    let thumbs: Vec<Option<RgbImage>> = files
+        .par_iter()
+        .map(|path| {
+            let image = image_file::decode(path).ok()?;
+            let short = image.width().min(image.height());
+            let square = imageops::crop_imm(
+                &image,
+                (image.width() - short) / 2,
+                (image.height() - short) / 2,
+                short,
+                short,
+            );
+            Some(imageops::resize(
+                &square.to_image(),
+                cell as u32,
+                cell as u32,
+                imageops::FilterType::Triangle,
+            ))
+        })
+        .collect();
+    let mut sheet = RgbImage::new(side as u32, side as u32);
+    for (i, thumb) in thumbs.iter().enumerate() {
+        if let Some(thumb) = thumb {
+            let (top, left) = ((i / per_row) * cell, (i % per_row) * cell);
+            imageops::replace(&mut sheet, thumb, left as i64, top as i64);
+        }
+    }
+    (
+        Sprite {
+            side,
+            cell,
+            pixels: Vec::new(),
+        },
+        sheet,
+    )
 }

@@ -1,4 +1,5 @@
 pub mod data;
+pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod metrics;
@@ -6,39 +7,108 @@ mod progress;
 pub mod train;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use dml_engine::backend::{self, BackendChoice, SelectedBackend};
+use dml_engine::burn::module::Module;
 use dml_engine::burn::tensor::Device;
-use dml_engine::data::{GreyImages, GreyTransform};
-use dml_engine::train::{RunDir, TrainConfig, load_model};
+use dml_engine::data::{BadImage, Inputs};
+use dml_engine::model::Embedder;
+use dml_engine::train::{Embedded, RunDir, TrainConfig, embed_part, load_model};
 
 use crate::error::CliError;
 
-/// A trained run's model applied to the test split of its (or another) dataset.
-pub struct TestEmbeddings {
+/// A trained run's model (in inference mode) with its config.
+pub struct LoadedRun {
     pub config: TrainConfig,
-    pub test: GreyImages,
-    /// `test.len() × config.model.dim`, row-major.
-    pub embeddings: Vec<f32>,
+    pub model: Embedder,
     pub device: Device,
 }
 
-/// Opens the run folder, lets `adjust` change its config (another dataset), loads `model.bpk`
-/// and embeds the test split.
+/// Opens the run folder, lets `adjust` change its config (another dataset) and loads
+/// `model.bpk`.
+pub fn load_run(
+    run_dir: &Path,
+    backend: BackendChoice,
+    adjust: impl FnOnce(&mut TrainConfig),
+) -> Result<LoadedRun, CliError> {
+    let run = RunDir::open(run_dir).map_err(|e| CliError::at(&e.path, e.message))?;
+    let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
+    adjust(&mut config);
+    let device = select_backend(backend)?.device;
+    let model = load_model(&run, &config, &device)
+        .map_err(|e| CliError::at(&e.path, e.message))?
+        .valid();
+    Ok(LoadedRun {
+        config,
+        model,
+        device,
+    })
+}
+
+/// A trained run's model applied to the test classes of its (or another) dataset.
+pub struct TestEmbeddings {
+    pub config: TrainConfig,
+    pub inputs: Arc<Inputs>,
+    /// The test split, or the gallery of a query/gallery dataset.
+    pub test: Embedded,
+    pub query: Option<Embedded>,
+    pub device: Device,
+}
+
+/// [`load_run`], then embeds the test classes, telling the user of images left out.
 pub fn embed_test_split(
     run_dir: &Path,
     backend: BackendChoice,
     adjust: impl FnOnce(&mut TrainConfig),
 ) -> Result<TestEmbeddings, CliError> {
-    let run = RunDir::open(run_dir).map_err(|e| CliError::at(&e.path, e.message))?;
-    let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
-    adjust(&mut config);
-    let device = select_backend(backend)?.device;
-    let model = load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?;
-    let test = config.data.load().map_err(|e| CliError::at(&e.path, e.source))?.test;
-    let transform = GreyTransform::from_config(&config.augment);
-    let embeddings = model.embed_grey(&test, &transform, config.eval.batch_size, &device);
-    Ok(TestEmbeddings { config, test, embeddings, device })
+    let LoadedRun {
+        config,
+        model,
+        device,
+    } = load_run(run_dir, backend, adjust)?;
+    let inputs = Arc::new(
+        config
+            .inputs()
+            .map_err(|e| CliError::at(&e.path, &e.message))?,
+    );
+    let embed = |part: usize| -> Result<Embedded, CliError> {
+        let embedded = embed_part(
+            &model,
+            &inputs,
+            part,
+            config.eval.batch_size,
+            config.data.prefetch,
+            &device,
+        )
+        .map_err(bad_image)?;
+        for bad in &embedded.skipped {
+            eprintln!("warning: skipped {bad}");
+        }
+        Ok(embedded)
+    };
+    let (test, query) = match inputs.test_parts().len() {
+        1 => (embed(0)?, None),
+        _ => {
+            let query = embed(0)?;
+            (embed(1)?, Some(query))
+        }
+    };
+    Ok(TestEmbeddings {
+        config,
+        inputs,
+        test,
+        query,
+        device,
+    })
+}
+
+/// The error for an image that cannot be read, with the way around it.
+pub fn bad_image(bad: BadImage) -> CliError {
+    CliError::at(
+        &bad.path,
+        format!("{} (--skip-bad-images leaves such images out)", bad.message),
+    )
 }
 
 /// Resolves `--backend` and tells the user (on stderr) what was chosen.
@@ -46,7 +116,8 @@ pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError
     // Even on the CPU backend: resuming a run loads optimiser state onto Burn's default device,
     // which probes wgpu.
     quiet_wayland_probe();
-    let selected = backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
+    let selected =
+        backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
     eprintln!("backend: {}", selected.description);
     Ok(selected)
 }

@@ -9,7 +9,9 @@ use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::eval::RetrievalMetrics;
 use dml_engine::loss::LossConfig;
-use dml_engine::train::{self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
+use dml_engine::train::{
+    self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer,
+};
 
 use super::progress::Progress;
 use crate::error::CliError;
@@ -28,18 +30,24 @@ pub struct TrainArgs {
     /// Where the run's files go [default: runs/<date>_<time>].
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
-    /// Dataset: fashion-mnist.
+    /// Dataset: fashion-mnist (bundled), cub, cars, sop, inshop or folder.
     #[arg(long)]
     dataset: Option<String>,
     /// The dataset's folder (default: the bundled Fashion-MNIST files).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Leave out images that cannot be read (each is reported) instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
     /// Loss, with its published parameters (change them with --set loss.<param>=<value>).
     #[arg(long)]
     loss: Option<String>,
-    /// Backbone: small-cnn.
+    /// Backbone: small-cnn, resnet18, resnet50 or bn-inception.
     #[arg(long)]
     backbone: Option<String>,
+    /// Batch norm keeps its running statistics during training.
+    #[arg(long)]
+    freeze_bn: bool,
     /// Embedding dimension.
     #[arg(long)]
     dim: Option<usize>,
@@ -92,23 +100,48 @@ impl TrainArgs {
         };
         let quoted = |s: &str| toml_string(s);
         push("data.dataset", self.dataset.as_deref().map(quoted));
-        push("data.root", self.root.as_deref().map(|p| quoted(&p.to_string_lossy())));
+        push(
+            "data.root",
+            self.root.as_deref().map(|p| quoted(&p.to_string_lossy())),
+        );
+        push(
+            "data.skip_bad_images",
+            self.skip_bad_images.then(|| "true".to_string()),
+        );
         push("model.backbone", self.backbone.as_deref().map(quoted));
+        push(
+            "model.freeze_bn",
+            self.freeze_bn.then(|| "true".to_string()),
+        );
         push("model.dim", self.dim.map(|v| v.to_string()));
         push("sampler.p", self.p.map(|v| v.to_string()));
         push("sampler.k", self.k.map(|v| v.to_string()));
         push("optimizer.name", self.optimizer.as_deref().map(quoted));
         push("optimizer.lr", self.lr.map(toml_float));
         push("optimizer.weight_decay", self.weight_decay.map(toml_float));
-        push("optimizer.backbone_lr_mult", self.backbone_lr_mult.map(toml_float));
+        push(
+            "optimizer.backbone_lr_mult",
+            self.backbone_lr_mult.map(toml_float),
+        );
         push(
             "optimizer.lr_steps",
-            self.lr_steps.as_ref().map(|s| format!("[{}]", s.iter().map(u64::to_string).collect::<Vec<_>>().join(","))),
+            self.lr_steps.as_ref().map(|s| {
+                format!(
+                    "[{}]",
+                    s.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+                )
+            }),
         );
         push("optimizer.lr_gamma", self.lr_gamma.map(toml_float));
         push("run.iterations", self.iterations.map(|v| v.to_string()));
-        push("run.eval_interval", self.eval_interval.map(|v| v.to_string()));
-        push("run.checkpoint_interval", self.checkpoint_interval.map(|v| v.to_string()));
+        push(
+            "run.eval_interval",
+            self.eval_interval.map(|v| v.to_string()),
+        );
+        push(
+            "run.checkpoint_interval",
+            self.checkpoint_interval.map(|v| v.to_string()),
+        );
         push("run.seed", self.seed.map(|v| v.to_string()));
         push("run.backend", self.backend.map(|b| quoted(&b.to_string())));
         out.extend(self.set.iter().cloned());
@@ -122,7 +155,11 @@ fn toml_string(s: &str) -> String {
 
 fn toml_float(v: f64) -> String {
     let s = format!("{v:?}");
-    if s.contains(['.', 'e', 'E']) || !v.is_finite() { s } else { format!("{s}.0") }
+    if s.contains(['.', 'e', 'E']) || !v.is_finite() {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 /// Raised by Ctrl-C: the loop checkpoints and stops between two iterations.
@@ -167,9 +204,12 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         None => TrainConfig::default(),
     };
     if let Some(name) = &args.loss {
-        config.loss = LossConfig::from_name(name).map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
+        config.loss = LossConfig::from_name(name)
+            .map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
     }
-    config.with_overrides(&args.overrides()).map_err(CliError::plain)
+    config
+        .with_overrides(&args.overrides())
+        .map_err(CliError::plain)
 }
 
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
@@ -177,7 +217,10 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         Some(dir) => {
             let given = args.overrides();
             if given.iter().any(|o| !o.starts_with("run.backend=")) || args.loss.is_some() {
-                return Err(CliError::at(dir, "--resume continues the run's own config.toml; only --backend may change"));
+                return Err(CliError::at(
+                    dir,
+                    "--resume continues the run's own config.toml; only --backend may change",
+                ));
             }
             let run = RunDir::open(dir).map_err(|e| CliError::at(&e.path, e.message))?;
             let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
@@ -195,7 +238,8 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             let dir = args.run_dir.clone().unwrap_or_else(default_run_dir);
-            let run = RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
+            let run =
+                RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
             (run, config, None)
         }
     };
@@ -211,25 +255,35 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         None => Trainer::new(&config, &selected.device),
     }
     .map_err(|e| match e {
-        train::TrainError::Data(d) => CliError::at(&d.path, d.source),
+        train::TrainError::Data(d) => CliError::at(&d.path, d.message),
         train::TrainError::Record(r) => CliError::at(&run_dir.checkpoint_path(), r),
         other => CliError::at(&root, other),
     })?;
     if let Some(c) = &checkpoint {
-        run_dir.truncate_metrics_after(c.state.iteration).map_err(|e| CliError::at(&e.path, e.message))?;
+        run_dir
+            .truncate_metrics_after(c.state.iteration)
+            .map_err(|e| CliError::at(&e.path, e.message))?;
     }
-    let split = trainer.split();
+    let inputs = trainer.inputs();
+    let test: Vec<String> = inputs
+        .test_parts()
+        .iter()
+        .map(|p| format!("{} {} images", p.labels.len(), p.name))
+        .collect();
     eprintln!(
-        "run: {}  ({} train images in {} classes, {} test images; {} loss, {} iterations)",
+        "run: {}  ({} train images in {} classes, {}; {} loss, {} iterations)",
         run_dir.path().display(),
-        split.train.len(),
-        count_classes(&split.train.labels),
-        split.test.len(),
+        inputs.train_labels().len(),
+        count_classes(inputs.train_labels()),
+        test.join(", "),
         config.loss.name(),
         config.run.iterations
     );
     stop_on_ctrl_c();
-    let mut observer = CliObserver { progress: Progress::new("train", trainer.iteration(), config.run.iterations), since: None };
+    let mut observer = CliObserver {
+        progress: Progress::new("train", trainer.iteration(), config.run.iterations),
+        since: None,
+    };
     let outcome = train::run(&run_dir, &mut trainer, &mut observer, &STOP);
     observer.progress.interrupt();
     match outcome {
@@ -248,8 +302,24 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             Ok(())
         }
         Err(train::RunError::Train(e @ train::TrainError::NonFinite { .. })) => {
-            let kept = Checkpoint::load(&run_dir.checkpoint_path()).map(|c| c.state.iteration).unwrap_or(0);
-            Err(CliError::at(run_dir.path(), format!("{e}; the last good checkpoint (iteration {kept}) is kept")))
+            let kept = Checkpoint::load(&run_dir.checkpoint_path())
+                .map(|c| c.state.iteration)
+                .unwrap_or(0);
+            Err(CliError::at(
+                run_dir.path(),
+                format!("{e}; the last good checkpoint (iteration {kept}) is kept"),
+            ))
+        }
+        Err(train::RunError::Train(train::TrainError::BadImage(bad))) => {
+            let kept = Checkpoint::load(&run_dir.checkpoint_path())
+                .map(|c| c.state.iteration)
+                .unwrap_or(0);
+            let mut err = super::bad_image(bad);
+            err.message += &format!(
+                "; the last checkpoint (iteration {kept}) is kept: fix or remove the file, then dml train --resume {}",
+                run_dir.path().display()
+            );
+            Err(err)
         }
         Err(train::RunError::Write { path, source }) => Err(CliError::at(&path, source)),
         Err(train::RunError::RunDir(e)) => Err(CliError::at(&e.path, e.message)),
@@ -258,13 +328,24 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
 }
 
 fn count_classes(labels: &[i64]) -> usize {
-    labels.iter().collect::<std::collections::BTreeSet<_>>().len()
+    labels
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 fn first_evaluation(run: &RunDir) -> Option<RetrievalMetrics> {
     run.metrics().ok()?.into_iter().find_map(|line| match line {
-        train::MetricsLine::Eval { recall_at_k, map_at_r, r_precision, .. } => Some(RetrievalMetrics {
-            recall_at_k: recall_at_k.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
+        train::MetricsLine::Eval {
+            recall_at_k,
+            map_at_r,
+            r_precision,
+            ..
+        } => Some(RetrievalMetrics {
+            recall_at_k: recall_at_k
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+                .collect(),
             map_at_r,
             r_precision,
             queries: 0,
@@ -283,7 +364,12 @@ struct CliObserver {
 impl TrainObserver for CliObserver {
     fn step(&mut self, report: &StepReport, _total: u64) {
         let now = Instant::now();
-        self.progress.update(report.iteration, report.loss, self.since.map(|t| now - t));
+        self.progress.update(
+            report.iteration,
+            Some(report.loss),
+            1,
+            self.since.map(|t| now - t),
+        );
         self.since = Some(now);
     }
 
@@ -291,11 +377,20 @@ impl TrainObserver for CliObserver {
         self.since = Some(Instant::now());
     }
 
+    fn skipped(&mut self, bad: &dml_engine::data::BadImage) {
+        self.progress.interrupt();
+        eprintln!("warning: skipped {bad}");
+    }
+
     fn evaluated(&mut self, iteration: u64, evaluation: &Evaluation) {
         self.since = Some(Instant::now());
         self.progress.interrupt();
         let m = &evaluation.metrics;
-        let recalls: Vec<String> = m.recall_at_k.iter().map(|(k, v)| format!("R@{k} {v:.4}")).collect();
+        let recalls: Vec<String> = m
+            .recall_at_k
+            .iter()
+            .map(|(k, v)| format!("R@{k} {v:.4}"))
+            .collect();
         println!(
             "eval  iteration {iteration:>6}  {}  MAP@R {:.4}  R-Prec {:.4}",
             recalls.join("  "),
@@ -313,6 +408,16 @@ fn print_summary(before: Option<&RetrievalMetrics>, after: &RetrievalMetrics) {
         let b = before.and_then(|b| b.recall_at_k.get(k).copied());
         println!("  {:<12} {:>8} {:>8.4}", format!("Recall@{k}"), cell(b), v);
     }
-    println!("  {:<12} {:>8} {:>8.4}", "MAP@R", cell(before.map(|b| b.map_at_r)), after.map_at_r);
-    println!("  {:<12} {:>8} {:>8.4}", "R-Precision", cell(before.map(|b| b.r_precision)), after.r_precision);
+    println!(
+        "  {:<12} {:>8} {:>8.4}",
+        "MAP@R",
+        cell(before.map(|b| b.map_at_r)),
+        after.map_at_r
+    );
+    println!(
+        "  {:<12} {:>8} {:>8.4}",
+        "R-Precision",
+        cell(before.map(|b| b.r_precision)),
+        after.r_precision
+    );
 }

@@ -14,11 +14,17 @@ pub struct GreyTransform {
 
 impl GreyTransform {
     pub fn from_config(config: &crate::train::AugmentConfig) -> Self {
-        Self { mean: config.mean[0], std: config.std[0] }
+        let (mean, std) = config.grey_statistics();
+        Self { mean, std }
     }
 
     /// The images `indices` as one `[n, 1, h, w]` buffer; `flip` draws a fair coin per image.
-    pub fn batch(&self, images: &GreyImages, indices: &[usize], mut flip: Option<&mut Xoshiro256PlusPlus>) -> Vec<f32> {
+    pub fn batch(
+        &self,
+        images: &GreyImages,
+        indices: &[usize],
+        mut flip: Option<&mut Xoshiro256PlusPlus>,
+    ) -> Vec<f32> {
         let (h, w) = (images.height, images.width);
         let scale = 1.0 / (255.0 * self.std);
         let shift = self.mean / self.std;
@@ -45,10 +51,21 @@ mod tests {
 
     #[test]
     fn normalises_and_mirrors_whole_rows() {
-        let images = GreyImages { height: 2, width: 3, pixels: vec![0, 51, 255, 102, 0, 0], labels: vec![0] };
-        let t = GreyTransform { mean: 0.2, std: 0.5 };
+        let images = GreyImages {
+            height: 2,
+            width: 3,
+            pixels: vec![0, 51, 255, 102, 0, 0],
+            labels: vec![0],
+        };
+        let t = GreyTransform {
+            mean: 0.2,
+            std: 0.5,
+        };
         let plain = t.batch(&images, &[0], None);
-        let expected: Vec<f32> = [0.0f32, 0.2, 1.0, 0.4, 0.0, 0.0].iter().map(|x| (x - 0.2) / 0.5).collect();
+        let expected: Vec<f32> = [0.0f32, 0.2, 1.0, 0.4, 0.0, 0.0]
+            .iter()
+            .map(|x| (x - 0.2) / 0.5)
+            .collect();
         for (a, b) in plain.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-6);
         }

@@ -32,10 +32,16 @@ impl GreyImages {
     /// The items whose label satisfies `keep`.
     pub fn filter(&self, keep: impl Fn(i64) -> bool) -> GreyImages {
         let size = self.height * self.width;
-        let mut out = GreyImages { height: self.height, width: self.width, pixels: Vec::new(), labels: Vec::new() };
+        let mut out = GreyImages {
+            height: self.height,
+            width: self.width,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        };
         for (i, &label) in self.labels.iter().enumerate() {
             if keep(label) {
-                out.pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+                out.pixels
+                    .extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
                 out.labels.push(label);
             }
         }
@@ -62,22 +68,40 @@ pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
     let find = |name: &str| {
         let plain = root.join(name);
         let gz = root.join(format!("{name}.gz"));
-        if gz.exists() || !plain.exists() { gz } else { plain }
+        if gz.exists() || !plain.exists() {
+            gz
+        } else {
+            plain
+        }
     };
     let images_path = find(&format!("{prefix}-images-idx3-ubyte"));
     let labels_path = find(&format!("{prefix}-labels-idx1-ubyte"));
     fn err(path: &Path) -> impl FnOnce(IdxError) -> DatasetError + '_ {
-        move |source| DatasetError { path: path.to_path_buf(), source }
+        move |source| DatasetError {
+            path: path.to_path_buf(),
+            source,
+        }
     }
     let images = idx::read(&images_path).map_err(err(&images_path))?;
     let labels = idx::read(&labels_path).map_err(err(&labels_path))?;
     let [n, height, width] = images.dims[..] else {
-        return Err(err(&images_path)(IdxError::Format(format!("expected 3 dimensions, found {:?}", images.dims))));
+        return Err(err(&images_path)(IdxError::Format(format!(
+            "expected 3 dimensions, found {:?}",
+            images.dims
+        ))));
     };
     if labels.dims != [n] {
-        return Err(err(&labels_path)(IdxError::Format(format!("{:?} labels for {n} images", labels.dims))));
+        return Err(err(&labels_path)(IdxError::Format(format!(
+            "{:?} labels for {n} images",
+            labels.dims
+        ))));
     }
-    Ok(GreyImages { height, width, pixels: images.data, labels: labels.data.iter().map(|&l| l as i64).collect() })
+    Ok(GreyImages {
+        height,
+        width,
+        pixels: images.data,
+        labels: labels.data.iter().map(|&l| l as i64).collect(),
+    })
 }
 
 /// The zero-shot split of a Fashion-MNIST file pair: classes 0–4 train, 5–9 test.
@@ -85,6 +109,19 @@ pub fn zero_shot_split(images: &GreyImages) -> (GreyImages, GreyImages) {
     (images.filter(|l| l < 5), images.filter(|l| l >= 5))
 }
 
+/// Height and width of Fashion-MNIST images.
+pub const SIDE: usize = 28;
+
 /// Fashion-MNIST's class names, by label.
-pub const CLASS_NAMES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];

@@ -8,7 +8,7 @@ use super::image_list::{ImageDataset, ImageList, ListError, TestSet};
 /// File extensions read as images (compared case-insensitively).
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
 
-fn is_image(path: &Path) -> bool {
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
@@ -27,22 +27,41 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     if !root.is_dir() {
         return Err(ListError::new(root, "no such folder"));
     }
-    let classes: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+    let classes: Vec<PathBuf> = sorted_entries(root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
     if classes.len() < 2 {
-        return Err(ListError::new(root, format!("{} class folders; an image folder dataset needs at least 2 (one sub-folder per class)", classes.len())));
+        return Err(ListError::new(
+            root,
+            format!(
+                "{} class folders; an image folder dataset needs at least 2 (one sub-folder per class)",
+                classes.len()
+            ),
+        ));
     }
     let half = classes.len() / 2;
     let (mut train, mut test) = (ImageList::default(), ImageList::default());
     for (label, class) in classes.iter().enumerate() {
-        let images: Vec<PathBuf> = sorted_entries(class)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+        let images: Vec<PathBuf> = sorted_entries(class)?
+            .into_iter()
+            .filter(|p| p.is_file() && is_image(p))
+            .collect();
         if images.is_empty() {
             return Err(ListError::new(class, "class folder without images"));
         }
         let list = if label < half { &mut train } else { &mut test };
         for image in images {
-            let relative = image.strip_prefix(root).expect("listed under root").to_path_buf();
+            let relative = image
+                .strip_prefix(root)
+                .expect("listed under root")
+                .to_path_buf();
             list.push(relative, label as i64);
         }
     }
-    Ok(ImageDataset { root: root.to_path_buf(), train, test: TestSet::LeaveOneOut(test) })
+    Ok(ImageDataset {
+        root: root.to_path_buf(),
+        train,
+        test: TestSet::LeaveOneOut(test),
+    })
 }

@@ -6,7 +6,9 @@ pub mod cub;
 pub mod fashion_mnist;
 pub mod folder;
 pub mod idx;
+pub mod image_file;
 pub mod image_list;
+pub mod inputs;
 pub mod inshop;
 pub mod mat5;
 pub mod sampler;
@@ -18,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 pub use augment::GreyTransform;
 pub use fashion_mnist::{DatasetError, GreyImages};
+pub use image_file::{ImageTransform, Normalization};
 pub use image_list::{ImageDataset, ImageList, ListError, TestSet};
+pub use inputs::{BadImage, Batch, InputFormat, Inputs, Pending, TestPart};
 pub use sampler::{PkSampler, SamplerError, SamplerState};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,16 +31,41 @@ pub enum DatasetKind {
     /// The bundled zero-shot split of the Fashion-MNIST test set.
     #[default]
     FashionMnist,
+    Cub,
+    Cars,
+    Sop,
+    Inshop,
+    Folder,
 }
 
 impl DatasetKind {
-    pub const NAMES: [&'static str; 1] = ["fashion-mnist"];
+    pub const NAMES: [&'static str; 6] =
+        ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder"];
+
+    /// The on-disk format of a photo dataset; `None` for the bundled grey images.
+    pub fn files(self) -> Option<FileDataset> {
+        match self {
+            DatasetKind::FashionMnist => None,
+            DatasetKind::Cub => Some(FileDataset::Cub),
+            DatasetKind::Cars => Some(FileDataset::Cars),
+            DatasetKind::Sop => Some(FileDataset::Sop),
+            DatasetKind::Inshop => Some(FileDataset::Inshop),
+            DatasetKind::Folder => Some(FileDataset::Folder),
+        }
+    }
 }
 
 /// A dataset enum from its serde (kebab-case) name, for command-line parsing.
-fn dataset_from_name<T: serde::de::DeserializeOwned>(name: &str, names: &[&str]) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| format!("unknown dataset `{name}`, expected one of: {}", names.join(", ")))
+fn dataset_from_name<T: serde::de::DeserializeOwned>(
+    name: &str,
+    names: &[&str],
+) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+        format!(
+            "unknown dataset `{name}`, expected one of: {}",
+            names.join(", ")
+        )
+    })
 }
 
 impl std::str::FromStr for DatasetKind {
@@ -47,14 +76,31 @@ impl std::str::FromStr for DatasetKind {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
     /// The dataset's folder; empty for the bundled Fashion-MNIST files.
     pub root: PathBuf,
+    /// Threads decoding photos (0: one per core).
+    pub workers: usize,
+    /// Batches decoded ahead of the one training uses.
+    pub prefetch: usize,
+    /// Leave out photos that cannot be read (reported with their paths) instead of stopping.
+    pub skip_bad_images: bool,
 }
 
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::FashionMnist,
+            root: PathBuf::new(),
+            workers: 0,
+            prefetch: 2,
+            skip_bad_images: false,
+        }
+    }
+}
 
 /// The training classes and the unseen test classes of a dataset.
 #[derive(Clone, Debug)]
@@ -66,10 +112,8 @@ pub struct Split {
 impl DataConfig {
     /// The dataset's folder, with the bundled default filled in.
     pub fn resolved_root(&self) -> PathBuf {
-        if self.root.as_os_str().is_empty() {
-            match self.dataset {
-                DatasetKind::FashionMnist => fashion_mnist::bundled_root(),
-            }
+        if self.root.as_os_str().is_empty() && self.dataset == DatasetKind::FashionMnist {
+            fashion_mnist::bundled_root()
         } else {
             self.root.clone()
         }
@@ -82,15 +126,73 @@ impl DataConfig {
                 .ok()
                 .and_then(|l| fashion_mnist::CLASS_NAMES.get(l))
                 .map_or_else(|| label.to_string(), |name| name.to_string()),
+            _ => label.to_string(),
         }
     }
 
-    pub fn load(&self) -> Result<Split, DatasetError> {
+    /// The input a model trained on this dataset takes, for embedding other files.
+    pub fn input_format(
+        &self,
+        augment: &crate::train::AugmentConfig,
+        bgr_255: bool,
+    ) -> InputFormat {
+        match self.dataset.files() {
+            None => InputFormat::Grey {
+                height: fashion_mnist::SIDE,
+                width: fashion_mnist::SIDE,
+                transform: GreyTransform::from_config(augment),
+            },
+            Some(_) => InputFormat::Photo(augment.image_transform(bgr_255)),
+        }
+    }
+
+    /// The dataset's lists (or images, for Fashion-MNIST) with the transforms of `augment`.
+    pub fn inputs(
+        &self,
+        augment: &crate::train::AugmentConfig,
+        bgr_255: bool,
+    ) -> Result<Inputs, ListError> {
         let root = self.resolved_root();
-        match self.dataset {
-            DatasetKind::FashionMnist => {
-                let (train, test) = fashion_mnist::zero_shot_split(&fashion_mnist::load(&root, "t10k")?);
-                Ok(Split { train, test })
+        match self.dataset.files() {
+            None => {
+                let images = fashion_mnist::load(&root, "t10k")
+                    .map_err(|e| ListError::new(&e.path, e.source))?;
+                let (train, test) = fashion_mnist::zero_shot_split(&images);
+                Ok(Inputs::Grey {
+                    split: Split { train, test },
+                    transform: GreyTransform::from_config(augment),
+                })
+            }
+            Some(format) => {
+                if root.as_os_str().is_empty() {
+                    return Err(ListError::new(
+                        &root,
+                        format!(
+                            "data.root: the {} dataset needs its folder (--root)",
+                            format.name()
+                        ),
+                    ));
+                }
+                let dataset = format.load(&root)?;
+                if dataset.train.is_empty() {
+                    return Err(ListError::new(&root, "no training images"));
+                }
+                let test_empty = match &dataset.test {
+                    TestSet::LeaveOneOut(list) => list.is_empty(),
+                    TestSet::QueryGallery { query, gallery } => {
+                        query.is_empty() || gallery.is_empty()
+                    }
+                };
+                if test_empty {
+                    return Err(ListError::new(&root, "no test images"));
+                }
+                let transform = augment.image_transform(bgr_255);
+                Ok(Inputs::files(
+                    dataset,
+                    transform,
+                    self.skip_bad_images,
+                    self.workers,
+                ))
             }
         }
     }
@@ -114,6 +216,10 @@ pub enum FileDataset {
 
 impl FileDataset {
     pub const NAMES: [&'static str; 5] = ["cub", "cars", "sop", "inshop", "folder"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 
     pub fn load(self, root: &std::path::Path) -> Result<ImageDataset, ListError> {
         match self {

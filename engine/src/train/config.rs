@@ -34,7 +34,13 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self { iterations: 200, eval_interval: 100, checkpoint_interval: 50, seed: 0, backend: BackendChoice::Auto }
+        Self {
+            iterations: 200,
+            eval_interval: 100,
+            checkpoint_interval: 50,
+            seed: 0,
+            backend: BackendChoice::Auto,
+        }
     }
 }
 
@@ -58,15 +64,89 @@ impl Default for SamplerConfig {
 pub struct AugmentConfig {
     /// Random horizontal flips of training images.
     pub hflip: bool,
-    /// Per-channel normalisation `(x − mean) / std` of pixels scaled to [0, 1].
+    pub normalize: NormalizeKind,
+    /// Per-channel `(x − mean) / std` of pixels scaled to [0, 1], for `normalize = "custom"`.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Photos at test time: shorter side resized to this, then the centred `crop` square.
+    pub resize: u32,
+    /// Side of the square network input cut from photos.
+    pub crop: u32,
+    /// Training crops of photos: this range of fractions of the image area...
+    pub crop_scale: [f32; 2],
+    /// ...with a width/height ratio in this range.
+    pub crop_ratio: [f32; 2],
 }
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        // Fashion-MNIST's pixel statistics.
-        Self { hflip: true, mean: vec![0.2860], std: vec![0.3530] }
+        Self {
+            hflip: true,
+            normalize: NormalizeKind::Auto,
+            mean: Vec::new(),
+            std: Vec::new(),
+            resize: 256,
+            crop: 224,
+            crop_scale: [0.16, 1.0],
+            crop_ratio: [0.75, 4.0 / 3.0],
+        }
+    }
+}
+
+/// How pixels are normalised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormalizeKind {
+    /// Fashion-MNIST's own statistics (mean 0.2860, std 0.3530) for Fashion-MNIST; for photos,
+    /// `bgr-255` with BN-Inception and `imagenet` with other backbones.
+    #[default]
+    Auto,
+    /// ImageNet's RGB mean and std on [0, 1] pixels (torchvision-trained weights).
+    Imagenet,
+    /// BGR channels on [0, 255] minus the mean (104, 117, 128) (Caffe-trained weights).
+    Bgr255,
+    /// `mean` and `std` of this section.
+    Custom,
+}
+
+/// Fashion-MNIST's pixel statistics.
+pub const FASHION_MNIST_MEAN: f32 = 0.2860;
+pub const FASHION_MNIST_STD: f32 = 0.3530;
+
+impl AugmentConfig {
+    /// The photo transform; `bgr_255` is what `auto` means for the chosen backbone.
+    pub fn image_transform(&self, bgr_255: bool) -> crate::data::ImageTransform {
+        use crate::data::Normalization;
+        let normalization = match self.normalize {
+            NormalizeKind::Auto if bgr_255 => Normalization::BGR_255,
+            NormalizeKind::Auto | NormalizeKind::Imagenet => Normalization::IMAGENET,
+            NormalizeKind::Bgr255 => Normalization::BGR_255,
+            NormalizeKind::Custom => {
+                let pick = |v: &[f32], c: usize| if v.len() == 1 { v[0] } else { v[c] };
+                Normalization {
+                    bgr: false,
+                    range: 1.0,
+                    mean: std::array::from_fn(|c| pick(&self.mean, c)),
+                    std: std::array::from_fn(|c| pick(&self.std, c)),
+                }
+            }
+        };
+        crate::data::ImageTransform {
+            resize: self.resize,
+            crop: self.crop,
+            scale: self.crop_scale,
+            ratio: self.crop_ratio,
+            hflip: self.hflip,
+            normalization,
+        }
+    }
+
+    /// Mean and std of grey images.
+    pub fn grey_statistics(&self) -> (f32, f32) {
+        match self.normalize {
+            NormalizeKind::Custom => (self.mean[0], self.std[0]),
+            _ => (FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+        }
     }
 }
 
@@ -115,7 +195,11 @@ impl Default for OptimizerConfig {
 impl OptimizerConfig {
     /// The learning rate of the head after `iteration` completed iterations.
     pub fn lr_at(&self, iteration: u64) -> f64 {
-        let decays = self.lr_steps.iter().filter(|&&step| iteration >= step).count();
+        let decays = self
+            .lr_steps
+            .iter()
+            .filter(|&&step| iteration >= step)
+            .count();
         self.lr * self.lr_gamma.powi(decays as i32)
     }
 }
@@ -131,7 +215,10 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { ks: vec![1, 2, 4, 8], batch_size: 250 }
+        Self {
+            ks: vec![1, 2, 4, 8],
+            batch_size: 250,
+        }
     }
 }
 
@@ -144,8 +231,33 @@ pub enum ConfigError {
 }
 
 impl TrainConfig {
+    /// `auto` normalisation means Caffe's BGR scheme for BN-Inception.
+    fn bgr_255(&self) -> bool {
+        self.model.backbone == crate::model::BackboneKind::BnInception
+    }
+
+    /// Channels of the network input: grey Fashion-MNIST or RGB photos.
+    pub fn in_channels(&self) -> usize {
+        if self.data.dataset.files().is_some() {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// The dataset with this run's transforms.
+    pub fn inputs(&self) -> Result<crate::data::Inputs, crate::data::ListError> {
+        self.data.inputs(&self.augment, self.bgr_255())
+    }
+
+    /// The input this run's model takes, for embedding other files.
+    pub fn input_format(&self) -> crate::data::InputFormat {
+        self.data.input_format(&self.augment, self.bgr_255())
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: TrainConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -158,19 +270,21 @@ impl TrainConfig {
     pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
         for item in overrides {
-            let (key, raw) = item
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Parse(format!("`{item}`: expected section.field=value")))?;
+            let (key, raw) = item.split_once('=').ok_or_else(|| {
+                ConfigError::Parse(format!("`{item}`: expected section.field=value"))
+            })?;
             let path: Vec<&str> = key.trim().split('.').collect();
             let value = parse_value(raw.trim());
             if path == ["loss", "name"] {
                 // Another loss: its own parameters start from their defaults.
                 doc.insert("loss".into(), toml::Value::Table(Default::default()));
             }
-            set_path(&mut doc, &path, value).map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))?;
+            set_path(&mut doc, &path, value)
+                .map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))?;
         }
-        let config: TrainConfig =
-            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let config: TrainConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -178,28 +292,78 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.sampler.p < 2 {
-            return bad(format!("sampler.p = {}: a batch needs at least 2 classes", self.sampler.p));
+            return bad(format!(
+                "sampler.p = {}: a batch needs at least 2 classes",
+                self.sampler.p
+            ));
         }
         if self.sampler.k < 2 {
-            return bad(format!("sampler.k = {}: a batch needs at least 2 images per class", self.sampler.k));
+            return bad(format!(
+                "sampler.k = {}: a batch needs at least 2 images per class",
+                self.sampler.k
+            ));
         }
         if self.model.dim == 0 {
             return bad("model.dim must be at least 1".into());
         }
         if !(self.optimizer.lr.is_finite() && self.optimizer.lr > 0.0) {
-            return bad(format!("optimizer.lr = {}: must be positive", self.optimizer.lr));
+            return bad(format!(
+                "optimizer.lr = {}: must be positive",
+                self.optimizer.lr
+            ));
         }
         if !(self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0) {
-            return bad(format!("optimizer.weight_decay = {}: must be ≥ 0", self.optimizer.weight_decay));
+            return bad(format!(
+                "optimizer.weight_decay = {}: must be ≥ 0",
+                self.optimizer.weight_decay
+            ));
         }
-        if !(self.optimizer.backbone_lr_mult.is_finite() && self.optimizer.backbone_lr_mult >= 0.0) {
-            return bad(format!("optimizer.backbone_lr_mult = {}: must be ≥ 0", self.optimizer.backbone_lr_mult));
+        if !(self.optimizer.backbone_lr_mult.is_finite() && self.optimizer.backbone_lr_mult >= 0.0)
+        {
+            return bad(format!(
+                "optimizer.backbone_lr_mult = {}: must be ≥ 0",
+                self.optimizer.backbone_lr_mult
+            ));
         }
-        if self.augment.mean.len() != self.augment.std.len() || self.augment.mean.is_empty() {
-            return bad("augment.mean and augment.std need the same, non-zero number of channels".into());
+        let augment = &self.augment;
+        let custom = augment.normalize == NormalizeKind::Custom;
+        if custom
+            && (augment.mean.len() != augment.std.len() || !matches!(augment.mean.len(), 1 | 3))
+        {
+            return bad("augment.normalize = \"custom\" needs augment.mean and augment.std with 1 or 3 values each".into());
         }
-        if self.augment.std.iter().any(|&s| !(s > 0.0)) {
+        if custom && self.data.dataset.files().is_none() && augment.mean.len() != 1 {
+            return bad("augment.mean and augment.std: Fashion-MNIST images have 1 channel".into());
+        }
+        if !custom && !(augment.mean.is_empty() && augment.std.is_empty()) {
+            return bad(
+                "augment.mean and augment.std are used only with augment.normalize = \"custom\""
+                    .into(),
+            );
+        }
+        if augment.std.iter().any(|&s| !(s > 0.0)) {
             return bad("augment.std must be positive".into());
+        }
+        if augment.crop == 0 || augment.resize < augment.crop {
+            return bad(format!(
+                "augment.crop = {} and augment.resize = {}: need 1 ≤ crop ≤ resize",
+                augment.crop, augment.resize
+            ));
+        }
+        let [lo, hi] = augment.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return bad(format!(
+                "augment.crop_scale = [{lo}, {hi}]: need 0 < low ≤ high ≤ 1"
+            ));
+        }
+        let [lo, hi] = augment.crop_ratio;
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            return bad(format!(
+                "augment.crop_ratio = [{lo}, {hi}]: need 0 < low ≤ high"
+            ));
+        }
+        if self.data.prefetch == 0 {
+            return bad("data.prefetch must be at least 1".into());
         }
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
             return bad("eval.ks must list K ≥ 1".into());
@@ -227,7 +391,9 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Resul
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let entry = table
+                .entry(first.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => Err(format!("`{first}` is not a section")),
@@ -251,7 +417,11 @@ mod tests {
     #[test]
     fn overrides_reach_nested_fields_and_loss_parameters() {
         let config = TrainConfig::default()
-            .with_overrides(&["optimizer.lr=0.01".into(), "loss.name=margin".into(), "loss.beta=1.5".into()])
+            .with_overrides(&[
+                "optimizer.lr=0.01".into(),
+                "loss.name=margin".into(),
+                "loss.beta=1.5".into(),
+            ])
             .unwrap();
         assert_eq!(config.optimizer.lr, 0.01);
         match config.loss {
@@ -263,14 +433,30 @@ mod tests {
     #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         assert!(TrainConfig::from_toml("[run]\niteratons = 5\n").is_err());
-        assert!(TrainConfig::default().with_overrides(&["sampler.p=1".into()]).is_err());
-        assert!(TrainConfig::default().with_overrides(&["optimizer.lr=-1".into()]).is_err());
-        assert!(TrainConfig::default().with_overrides(&["optimizer".into()]).is_err());
+        assert!(
+            TrainConfig::default()
+                .with_overrides(&["sampler.p=1".into()])
+                .is_err()
+        );
+        assert!(
+            TrainConfig::default()
+                .with_overrides(&["optimizer.lr=-1".into()])
+                .is_err()
+        );
+        assert!(
+            TrainConfig::default()
+                .with_overrides(&["optimizer".into()])
+                .is_err()
+        );
     }
 
     #[test]
     fn step_schedule() {
-        let config = OptimizerConfig { lr_steps: vec![10, 20], lr_gamma: 0.5, ..Default::default() };
+        let config = OptimizerConfig {
+            lr_steps: vec![10, 20],
+            lr_gamma: 0.5,
+            ..Default::default()
+        };
         assert_eq!(config.lr_at(0), 1e-3);
         assert_eq!(config.lr_at(10), 5e-4);
         assert_eq!(config.lr_at(25), 2.5e-4);

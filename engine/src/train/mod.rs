@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod config;
+mod evaluation;
 mod run_dir;
 mod trainer;
 
@@ -11,22 +12,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::module::Module;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
-pub use config::{AugmentConfig, ConfigError, EvalConfig, OptimizerConfig, OptimizerKind, RunConfig, SamplerConfig, TrainConfig};
+pub use config::{
+    AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind,
+    RunConfig, SamplerConfig, TrainConfig,
+};
+pub use evaluation::{Embedded, Evaluation, embed_part, evaluate};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
-pub use trainer::{Evaluation, StepReport, TrainError, Trainer};
+pub use trainer::{StepReport, TrainError, Trainer};
 
 use crate::model::Embedder;
 use crate::npy;
 
 /// The trained model of a run folder (`model.bpk`), on `device`.
-pub fn load_model(run: &RunDir, config: &TrainConfig, device: &burn::tensor::Device) -> Result<Embedder, RunDirError> {
+pub fn load_model(
+    run: &RunDir,
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<Embedder, RunDirError> {
     let path = run.model_path();
     if !path.exists() {
-        return Err(RunDirError { path, message: "no model saved yet".into() });
+        return Err(RunDirError {
+            path,
+            message: "no model saved yet".into(),
+        });
     }
-    let fail = |e: burn::store::RecordError| RunDirError { path: path.clone(), message: e.to_string() };
+    let fail = |e: burn::store::RecordError| RunDirError {
+        path: path.clone(),
+        message: e.to_string(),
+    };
     let record = burn::store::ModuleRecord::load(&path).map_err(fail)?;
-    config.model.init_seeded(1, config.run.seed, device).try_load_record(record).map_err(fail)
+    config
+        .model
+        .init_seeded(config.in_channels(), config.run.seed, device)
+        .try_load_record(record)
+        .map_err(fail)
 }
 
 /// What the loop reports while it runs (a progress bar, a GUI, a test).
@@ -34,6 +53,8 @@ pub trait TrainObserver {
     fn step(&mut self, _report: &StepReport, _total: u64) {}
     fn evaluated(&mut self, _iteration: u64, _evaluation: &Evaluation) {}
     fn checkpointed(&mut self, _iteration: u64) {}
+    /// An image that could not be read was left out (with `skip_bad_images`).
+    fn skipped(&mut self, _bad: &crate::data::BadImage) {}
 }
 
 /// How a run ended.
@@ -52,7 +73,10 @@ pub enum RunError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error("{path}: {source}")]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
@@ -64,9 +88,24 @@ fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
     write(run.checkpoint_path(), &checkpoint.to_bytes())
 }
 
-fn log_evaluation(run: &RunDir, trainer: &Trainer, observer: &mut dyn TrainObserver) -> Result<Evaluation, RunError> {
-    let evaluation = trainer.evaluate();
-    run.append(&MetricsLine::eval(trainer.iteration(), "test", &evaluation.metrics))?;
+fn report_skipped(trainer: &mut Trainer, observer: &mut dyn TrainObserver) {
+    for bad in trainer.take_skipped() {
+        observer.skipped(&bad);
+    }
+}
+
+fn log_evaluation(
+    run: &RunDir,
+    trainer: &mut Trainer,
+    observer: &mut dyn TrainObserver,
+) -> Result<Evaluation, RunError> {
+    let evaluation = trainer.evaluate()?;
+    report_skipped(trainer, observer);
+    run.append(&MetricsLine::eval(
+        trainer.iteration(),
+        "test",
+        &evaluation.metrics,
+    ))?;
     observer.evaluated(trainer.iteration(), &evaluation);
     Ok(evaluation)
 }
@@ -97,7 +136,12 @@ pub fn run(
             return Ok(Outcome::Stopped(trainer.iteration()));
         }
         let report = trainer.step()?;
-        run.append(&MetricsLine::Train { iteration: report.iteration, loss: report.loss, lr: report.lr })?;
+        report_skipped(trainer, observer);
+        run.append(&MetricsLine::Train {
+            iteration: report.iteration,
+            loss: report.loss,
+            lr: report.lr,
+        })?;
         observer.step(&report, schedule.iterations);
         let last = report.iteration == schedule.iterations;
         if !last && due(schedule.eval_interval, report.iteration) {
@@ -111,13 +155,32 @@ pub fn run(
     let evaluation = match run.metrics()?.last() {
         // A resumed run that had already finished: nothing new to evaluate, but the files below
         // are rewritten from the same model.
-        Some(MetricsLine::Eval { iteration, .. }) if *iteration == trainer.iteration() => trainer.evaluate(),
+        Some(MetricsLine::Eval { iteration, .. }) if *iteration == trainer.iteration() => {
+            trainer.evaluate()?
+        }
         _ => log_evaluation(run, trainer, observer)?,
     };
     let write_err = |path: std::path::PathBuf| move |source| RunError::Write { path, source };
-    npy::write_matrix_f32(&run.embeddings_path(), evaluation.labels.len(), evaluation.dim, &evaluation.embeddings)
-        .map_err(write_err(run.embeddings_path()))?;
-    npy::write_labels(&run.labels_path(), &evaluation.labels).map_err(write_err(run.labels_path()))?;
+    npy::write_matrix_f32(
+        &run.embeddings_path(),
+        evaluation.labels.len(),
+        evaluation.dim,
+        &evaluation.embeddings,
+    )
+    .map_err(write_err(run.embeddings_path()))?;
+    npy::write_labels(&run.labels_path(), &evaluation.labels)
+        .map_err(write_err(run.labels_path()))?;
+    if let Some(query) = &evaluation.query {
+        let (vectors, labels) = (run.query_embeddings_path(), run.query_labels_path());
+        npy::write_matrix_f32(
+            &vectors,
+            query.labels.len(),
+            evaluation.dim,
+            &query.embeddings,
+        )
+        .map_err(write_err(vectors.clone()))?;
+        npy::write_labels(&labels, &query.labels).map_err(write_err(labels.clone()))?;
+    }
     save_checkpoint(run, trainer)?;
     observer.checkpointed(trainer.iteration());
     Ok(Outcome::Finished(evaluation))

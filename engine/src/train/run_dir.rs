@@ -36,7 +36,11 @@ impl MetricsLine {
         MetricsLine::Eval {
             iteration,
             split: split.to_string(),
-            recall_at_k: metrics.recall_at_k.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            recall_at_k: metrics
+                .recall_at_k
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             map_at_r: metrics.map_at_r,
             r_precision: metrics.r_precision,
         }
@@ -44,7 +48,9 @@ impl MetricsLine {
 
     pub fn iteration(&self) -> u64 {
         match self {
-            MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => *iteration,
+            MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => {
+                *iteration
+            }
         }
     }
 }
@@ -58,7 +64,10 @@ pub struct RunDirError {
 
 impl RunDirError {
     fn new(path: &Path, message: impl ToString) -> Self {
-        Self { path: path.to_path_buf(), message: message.to_string() }
+        Self {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -71,9 +80,14 @@ impl RunDir {
     /// Creates the folder for a new run and writes its `config.toml`; refuses a folder that
     /// already holds a run.
     pub fn create(path: &Path, config: &TrainConfig) -> Result<Self, RunDirError> {
-        let run = Self { path: path.to_path_buf() };
+        let run = Self {
+            path: path.to_path_buf(),
+        };
         if run.config_path().exists() {
-            return Err(RunDirError::new(path, "already holds a run (config.toml exists); continue it with --resume"));
+            return Err(RunDirError::new(
+                path,
+                "already holds a run (config.toml exists); continue it with --resume",
+            ));
         }
         fs::create_dir_all(path).map_err(|e| RunDirError::new(path, e))?;
         write_atomically(&run.config_path(), config.to_toml().as_bytes())
@@ -86,9 +100,14 @@ impl RunDir {
         if !path.is_dir() {
             return Err(RunDirError::new(path, "no such run folder"));
         }
-        let run = Self { path: path.to_path_buf() };
+        let run = Self {
+            path: path.to_path_buf(),
+        };
         if !run.config_path().exists() {
-            return Err(RunDirError::new(path, "not a dml run folder (no config.toml)"));
+            return Err(RunDirError::new(
+                path,
+                "not a dml run folder (no config.toml)",
+            ));
         }
         Ok(run)
     }
@@ -121,6 +140,15 @@ impl RunDir {
         self.path.join("labels.npy")
     }
 
+    /// Query/gallery datasets: `embeddings.npy` holds the gallery, these the queries.
+    pub fn query_embeddings_path(&self) -> PathBuf {
+        self.path.join("query_embeddings.npy")
+    }
+
+    pub fn query_labels_path(&self) -> PathBuf {
+        self.path.join("query_labels.npy")
+    }
+
     pub fn config(&self) -> Result<TrainConfig, RunDirError> {
         let path = self.config_path();
         let text = fs::read_to_string(&path).map_err(|e| RunDirError::new(&path, e))?;
@@ -130,10 +158,15 @@ impl RunDir {
     /// Appends one line and flushes it, so that a crash loses nothing already reported.
     pub fn append(&self, line: &MetricsLine) -> Result<(), RunDirError> {
         let path = self.metrics_path();
-        let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| RunDirError::new(&path, e))?;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| RunDirError::new(&path, e))?;
         let mut text = serde_json::to_string(line).expect("metrics line serialises");
         text.push('\n');
-        file.write_all(text.as_bytes()).map_err(|e| RunDirError::new(&path, e))
+        file.write_all(text.as_bytes())
+            .map_err(|e| RunDirError::new(&path, e))
     }
 
     pub fn metrics(&self) -> Result<Vec<MetricsLine>, RunDirError> {
@@ -157,13 +190,18 @@ impl RunDir {
 
     /// Drops the lines a crashed run wrote after its last checkpoint, before resuming from it.
     pub fn truncate_metrics_after(&self, iteration: u64) -> Result<(), RunDirError> {
-        let kept: Vec<MetricsLine> = self.metrics()?.into_iter().filter(|l| l.iteration() <= iteration).collect();
+        let kept: Vec<MetricsLine> = self
+            .metrics()?
+            .into_iter()
+            .filter(|l| l.iteration() <= iteration)
+            .collect();
         let mut text = String::new();
         for line in &kept {
             text.push_str(&serde_json::to_string(line).expect("metrics line serialises"));
             text.push('\n');
         }
-        write_atomically(&self.metrics_path(), text.as_bytes()).map_err(|e| RunDirError::new(&self.metrics_path(), e))
+        write_atomically(&self.metrics_path(), text.as_bytes())
+            .map_err(|e| RunDirError::new(&self.metrics_path(), e))
     }
 }
 
@@ -173,8 +211,15 @@ mod tests {
 
     #[test]
     fn metrics_lines_have_the_documented_shape() {
-        let train = MetricsLine::Train { iteration: 3, loss: 0.5, lr: 0.001 };
-        assert_eq!(serde_json::to_string(&train).unwrap(), r#"{"iteration":3,"loss":0.5,"lr":0.001}"#);
+        let train = MetricsLine::Train {
+            iteration: 3,
+            loss: 0.5,
+            lr: 0.001,
+        };
+        assert_eq!(
+            serde_json::to_string(&train).unwrap(),
+            r#"{"iteration":3,"loss":0.5,"lr":0.001}"#
+        );
         let eval = MetricsLine::Eval {
             iteration: 3,
             split: "test".into(),
@@ -188,7 +233,11 @@ mod tests {
             r#"{"iteration":3,"split":"test","recall_at_k":{"1":0.5,"2":0.75},"map_at_r":0.25,"r_precision":0.375}"#
         );
         assert_eq!(serde_json::from_str::<MetricsLine>(&text).unwrap(), eval);
-        assert_eq!(serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#).unwrap(), train);
+        assert_eq!(
+            serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#)
+                .unwrap(),
+            train
+        );
     }
 
     #[test]
@@ -198,11 +247,19 @@ mod tests {
         let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
         assert!(RunDir::create(&dir, &TrainConfig::default()).is_err());
         for i in 1..=4 {
-            run.append(&MetricsLine::Train { iteration: i, loss: 1.0 / i as f64, lr: 1e-3 }).unwrap();
+            run.append(&MetricsLine::Train {
+                iteration: i,
+                loss: 1.0 / i as f64,
+                lr: 1e-3,
+            })
+            .unwrap();
         }
         run.truncate_metrics_after(2).unwrap();
         let lines = RunDir::open(&dir).unwrap().metrics().unwrap();
-        assert_eq!(lines.iter().map(MetricsLine::iteration).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            lines.iter().map(MetricsLine::iteration).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(run.config().unwrap(), TrainConfig::default());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -6,14 +6,17 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, OptimizerRecord, SgdConfig};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, TrainState};
 use super::config::{OptimizerConfig, OptimizerKind, TrainConfig};
+use super::evaluation::{Evaluation, evaluate};
 use crate::data::sampler::mix;
-use crate::data::{DatasetError, GreyImages, GreyTransform, PkSampler, SamplerError, Split};
-use crate::eval::{RetrievalConfig, RetrievalMetrics};
+use crate::data::{
+    BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState,
+};
 use crate::loss::MetricLoss;
 use crate::model::Embedder;
 
@@ -23,7 +26,9 @@ const AUGMENT_STREAM: u64 = 0xA0_6E;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{0}")]
-    Data(#[from] DatasetError),
+    Data(#[from] ListError),
+    #[error("{0}")]
+    BadImage(#[from] BadImage),
     #[error("{0}")]
     Sampler(#[from] SamplerError),
     #[error("{what} at iteration {iteration}; training stopped")]
@@ -42,16 +47,6 @@ pub struct StepReport {
     pub lr: f64,
 }
 
-/// Embeddings of the test split with their retrieval metrics.
-#[derive(Clone, Debug)]
-pub struct Evaluation {
-    pub metrics: RetrievalMetrics,
-    /// `labels.len() × dim`, row-major.
-    pub embeddings: Vec<f32>,
-    pub dim: usize,
-    pub labels: Vec<i64>,
-}
-
 pub struct Trainer {
     config: TrainConfig,
     /// The training device, with autodiff.
@@ -61,23 +56,35 @@ pub struct Trainer {
     optimizer: ModuleOptimizer,
     loss: MetricLoss,
     sampler: PkSampler,
-    split: Split,
-    transform: GreyTransform,
+    inputs: Arc<Inputs>,
+    /// Training batches being decoded, oldest first, each with the sampler state before it was
+    /// drawn (what a checkpoint records while batches are in flight).
+    queue: VecDeque<(SamplerState, Pending<Result<Batch, BadImage>>)>,
+    /// Images left out so far (with `skip_bad_images`), each reported once.
+    skipped: BTreeSet<PathBuf>,
+    new_skipped: Vec<BadImage>,
     iteration: u64,
 }
 
 fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.name {
         // ε as in PyTorch, whose reference runs these defaults reproduce.
-        OptimizerKind::Adam => AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init(),
-        OptimizerKind::Adamw => {
-            AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init()
-        }
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::Adamw => AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(config.weight_decay as f32)
+            .init(),
         OptimizerKind::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
             .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
             }))
             .init(),
     }
@@ -86,11 +93,17 @@ fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
 impl Trainer {
     /// A fresh run: the model initialised from the run's seed.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
-        let split = config.data.load()?;
-        let sampler = PkSampler::new(&split.train.labels, config.sampler.p, config.sampler.k, config.run.seed)?;
+        let inputs = config.inputs()?;
+        let sampler = PkSampler::new(
+            inputs.train_labels(),
+            config.sampler.p,
+            config.sampler.k,
+            config.run.seed,
+        )?;
         let device = device.clone().autodiff();
-        let model = config.model.init_seeded(1, config.run.seed, &device);
-        let transform = GreyTransform::from_config(&config.augment);
+        let model = config
+            .model
+            .init_seeded(inputs.channels(), config.run.seed, &device);
         Ok(Self {
             config: config.clone(),
             loss: config.loss.init(&device),
@@ -98,19 +111,30 @@ impl Trainer {
             model: Some(model),
             device,
             sampler,
-            split,
-            transform,
+            inputs: Arc::new(inputs),
+            queue: VecDeque::new(),
+            skipped: BTreeSet::new(),
+            new_skipped: Vec::new(),
             iteration: 0,
         })
     }
 
     /// Continues a run exactly where `checkpoint` left it.
-    pub fn resume(config: &TrainConfig, device: &Device, checkpoint: &Checkpoint) -> Result<Self, TrainError> {
+    pub fn resume(
+        config: &TrainConfig,
+        device: &Device,
+        checkpoint: &Checkpoint,
+    ) -> Result<Self, TrainError> {
         let mut trainer = Self::new(config, device)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))?;
-        let model = trainer.model.take().expect("model present").try_load_record(record)?;
+        let model = trainer
+            .model
+            .take()
+            .expect("model present")
+            .try_load_record(record)?;
         trainer.model = Some(model);
-        let optim_record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
+        let optim_record =
+            OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
         trainer.optimizer = trainer.optimizer.load_record(optim_record);
         trainer.sampler.resume(checkpoint.state.sampler);
         trainer.loss.set_random_calls(checkpoint.state.loss_calls);
@@ -130,21 +154,57 @@ impl Trainer {
         self.model.as_ref().expect("model present between steps")
     }
 
-    pub fn split(&self) -> &Split {
-        &self.split
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+
+    /// Images left out since the last call (each image once per run).
+    pub fn take_skipped(&mut self) -> Vec<BadImage> {
+        std::mem::take(&mut self.new_skipped)
+    }
+
+    fn note_skipped(&mut self, bad: &[BadImage]) {
+        for b in bad {
+            if self.skipped.insert(b.path.clone()) {
+                self.new_skipped.push(b.clone());
+            }
+        }
+    }
+
+    /// The next training batch; batches after it start decoding in the background.
+    fn next_batch(&mut self) -> Result<Batch, BadImage> {
+        let depth = self.config.data.prefetch.max(1);
+        let hflip = self.config.augment.hflip;
+        while self.queue.len() < depth {
+            let iteration = self.iteration + self.queue.len() as u64;
+            let before = self.sampler.state();
+            let indices = self.sampler.next_batch();
+            let seed = mix(self.config.run.seed, iteration, AUGMENT_STREAM);
+            let pending = self
+                .inputs
+                .prefetch(move |inputs| inputs.train_batch(&indices, seed, hflip));
+            self.queue.push_back((before, pending));
+        }
+        let (_, pending) = self.queue.pop_front().expect("queue filled above");
+        pending.wait()
+    }
+
+    /// The sampler state a resumed run must start from: before the first batch not yet used.
+    fn sampler_state(&self) -> SamplerState {
+        self.queue
+            .front()
+            .map_or_else(|| self.sampler.state(), |(state, _)| *state)
     }
 
     /// One optimiser step on the next P×K batch. A NaN or infinite loss leaves the model as it
     /// was and is an error.
     pub fn step(&mut self) -> Result<StepReport, TrainError> {
-        let indices = self.sampler.next_batch();
-        let train = &self.split.train;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(self.config.run.seed, self.iteration, AUGMENT_STREAM));
-        let pixels = self.transform.batch(train, &indices, self.config.augment.hflip.then_some(&mut rng));
-        let n = indices.len();
-        let images = Tensor::<4>::from_data(TensorData::new(pixels, [n, 1, train.height, train.width]), &self.device);
-        let labels: Vec<i64> = indices.iter().map(|&i| train.labels[i]).collect();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &self.device);
+        let batch = self.next_batch()?;
+        self.note_skipped(&batch.skipped);
+        let n = batch.labels.len();
+        let images =
+            Tensor::<4>::from_data(TensorData::new(batch.pixels, batch.shape), &self.device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), &self.device);
 
         let model = self.model.take().expect("model present between steps");
         let embeddings = model.forward(images);
@@ -156,8 +216,15 @@ impl Trainer {
         let value = loss.clone().into_scalar::<f32>() as f64;
         if broken || !value.is_finite() {
             self.model = Some(model);
-            let what = if broken { "the embeddings are not finite (NaN or ∞)".to_string() } else { format!("the loss is {value}") };
-            return Err(TrainError::NonFinite { iteration: self.iteration + 1, what });
+            let what = if broken {
+                "the embeddings are not finite (NaN or ∞)".to_string()
+            } else {
+                format!("the loss is {value}")
+            };
+            return Err(TrainError::NonFinite {
+                iteration: self.iteration + 1,
+                what,
+            });
         }
         let grads = loss.backward();
         let lr = self.config.optimizer.lr_at(self.iteration);
@@ -172,23 +239,20 @@ impl Trainer {
         };
         self.model = Some(model);
         self.iteration += 1;
-        Ok(StepReport { iteration: self.iteration, loss: value, lr })
+        Ok(StepReport {
+            iteration: self.iteration,
+            loss: value,
+            lr,
+        })
     }
 
-    /// Embeds `images` with the model in inference mode (batch-norm running statistics).
-    pub fn embed(&self, images: &GreyImages) -> (Vec<f32>, usize) {
+    /// Recall@K, MAP@R and R-Precision on the unseen test classes, with the model in inference
+    /// mode.
+    pub fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
         let device = self.device.clone().inner();
-        (self.model().embed_grey(images, &self.transform, self.config.eval.batch_size, &device), self.config.model.dim)
-    }
-
-    /// Recall@K, MAP@R and R-Precision on the unseen test classes.
-    pub fn evaluate(&self) -> Evaluation {
-        let (embeddings, dim) = self.embed(&self.split.test);
-        let labels = self.split.test.labels.clone();
-        let device = self.device.clone().inner();
-        let tensor = Tensor::<2>::from_data(TensorData::new(embeddings.clone(), [labels.len(), dim]), &device);
-        let metrics = RetrievalConfig::new(&self.config.eval.ks).evaluate(tensor, &labels);
-        Evaluation { metrics, embeddings, dim, labels }
+        let evaluation = evaluate(&self.model().valid(), &self.inputs, &self.config, &device)?;
+        self.note_skipped(&evaluation.skipped);
+        Ok(evaluation)
     }
 
     /// The model's parameters and running statistics as burnpack bytes.
@@ -202,7 +266,7 @@ impl Trainer {
         Ok(Checkpoint {
             state: TrainState {
                 iteration: self.iteration,
-                sampler: self.sampler.state(),
+                sampler: self.sampler_state(),
                 loss_calls: self.loss.random_calls(),
             },
             model: self.model_bytes()?,

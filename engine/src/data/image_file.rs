@@ -1,0 +1,322 @@
+//! Photos as network input: decoding with the `image` crate, the training-time random resized
+//! crop and flip, the test-time resize and centre crop, and normalisation to a `[3, crop, crop]`
+//! buffer.
+
+use std::path::Path;
+
+use image::RgbImage;
+use image::imageops::{self, FilterType};
+use rand::RngExt;
+use rand::rngs::Xoshiro256PlusPlus;
+
+/// How 8-bit RGB pixels become network input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalization {
+    /// Channels in B, G, R order (Caffe-trained weights such as BN-Inception's).
+    pub bgr: bool,
+    /// Pixels are first scaled to `[0, range]`: 1 for torchvision's convention, 255 for Caffe's.
+    pub range: f32,
+    /// Per output channel, in output order.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// torchvision's ImageNet statistics, RGB in [0, 1].
+    pub const IMAGENET: Normalization = Normalization {
+        bgr: false,
+        range: 1.0,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    /// BN-Inception's Caffe convention: BGR in [0, 255] minus the per-channel mean, no scaling.
+    pub const BGR_255: Normalization = Normalization {
+        bgr: true,
+        range: 255.0,
+        mean: [104.0, 117.0, 128.0],
+        std: [1.0, 1.0, 1.0],
+    };
+}
+
+/// Decodes an image file (any format the `image` crate was built with) to 8-bit RGB.
+pub fn decode(path: &Path) -> Result<RgbImage, String> {
+    // Decoder messages can span lines; dml's errors are one line.
+    let one_line = |e: String| e.split_whitespace().collect::<Vec<_>>().join(" ");
+    let reader = image::ImageReader::open(path).map_err(|e| one_line(e.to_string()))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| one_line(e.to_string()))?;
+    let image = reader
+        .decode()
+        .map_err(|e| one_line(format!("cannot decode: {e}")))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err("empty image".into());
+    }
+    Ok(image.to_rgb8())
+}
+
+/// The pixel rectangle `(left, top, width, height)` to cut from an image.
+pub type CropBox = (u32, u32, u32, u32);
+
+/// Resize, crop, flip and normalise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageTransform {
+    /// Test images: the shorter side is resized to this before the centre crop.
+    pub resize: u32,
+    /// Side of the square network input.
+    pub crop: u32,
+    /// Training crops cover this range of fractions of the image area...
+    pub scale: [f32; 2],
+    /// ...with a width/height ratio in this range (drawn log-uniformly).
+    pub ratio: [f32; 2],
+    pub hflip: bool,
+    pub normalization: Normalization,
+}
+
+impl ImageTransform {
+    /// Floats per image in the output buffer.
+    pub fn len(&self) -> usize {
+        3 * (self.crop as usize).pow(2)
+    }
+
+    /// torchvision's `RandomResizedCrop` box: ten tries at a random area and aspect ratio that
+    /// fits, else the largest centred box within the ratio range.
+    pub fn random_crop_box(
+        &self,
+        width: u32,
+        height: u32,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> CropBox {
+        let area = (width as f64) * (height as f64);
+        let (log_lo, log_hi) = ((self.ratio[0] as f64).ln(), (self.ratio[1] as f64).ln());
+        for _ in 0..10 {
+            let target = area * rng.random_range(self.scale[0] as f64..=self.scale[1] as f64);
+            let aspect = rng.random_range(log_lo..=log_hi).exp();
+            let w = (target * aspect).sqrt().round() as u32;
+            let h = (target / aspect).sqrt().round() as u32;
+            if w > 0 && h > 0 && w <= width && h <= height {
+                let left = rng.random_range(0..=width - w);
+                let top = rng.random_range(0..=height - h);
+                return (left, top, w, h);
+            }
+        }
+        let in_ratio = width as f64 / height as f64;
+        let (w, h) = if in_ratio < self.ratio[0] as f64 {
+            (
+                width,
+                ((width as f64 / self.ratio[0] as f64).round() as u32).clamp(1, height),
+            )
+        } else if in_ratio > self.ratio[1] as f64 {
+            (
+                ((height as f64 * self.ratio[1] as f64).round() as u32).clamp(1, width),
+                height,
+            )
+        } else {
+            (width, height)
+        };
+        ((width - w) / 2, (height - h) / 2, w, h)
+    }
+
+    /// A training view: a random box resized to `crop × crop`, mirrored half the time.
+    pub fn train_view(&self, image: &RgbImage, rng: &mut Xoshiro256PlusPlus) -> RgbImage {
+        let (left, top, w, h) = self.random_crop_box(image.width(), image.height(), rng);
+        let cut = imageops::crop_imm(image, left, top, w, h).to_image();
+        let mut view = imageops::resize(&cut, self.crop, self.crop, FilterType::Triangle);
+        if self.hflip && rng.random_bool(0.5) {
+            imageops::flip_horizontal_in_place(&mut view);
+        }
+        view
+    }
+
+    /// The test view: the shorter side resized to `resize` (aspect kept), then the centred
+    /// `crop × crop` square.
+    pub fn test_view(&self, image: &RgbImage) -> RgbImage {
+        let (w, h) = (image.width() as u64, image.height() as u64);
+        let short = w.min(h);
+        let resize = self.resize.max(self.crop) as u64;
+        // torchvision truncates the longer side.
+        let (rw, rh) = if w <= h {
+            (resize, h * resize / short)
+        } else {
+            (w * resize / short, resize)
+        };
+        let resized = if (rw, rh) == (w, h) {
+            image.clone()
+        } else {
+            imageops::resize(image, rw as u32, rh as u32, FilterType::Triangle)
+        };
+        let crop = self.crop as u64;
+        let left = ((rw - crop) as f64 / 2.0).round() as u32;
+        let top = ((rh - crop) as f64 / 2.0).round() as u32;
+        imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
+    }
+
+    /// A `crop × crop` view as normalised channel-major floats appended to `out`.
+    pub fn write_chw(&self, view: &RgbImage, out: &mut Vec<f32>) {
+        let norm = &self.normalization;
+        let unit = norm.range / 255.0;
+        for c in 0..3 {
+            let source = if norm.bgr { 2 - c } else { c };
+            let (scale, shift) = (unit / norm.std[c], norm.mean[c] / norm.std[c]);
+            out.extend(view.pixels().map(|p| p.0[source] as f32 * scale - shift));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+    use rand::SeedableRng;
+
+    fn transform(resize: u32, crop: u32) -> ImageTransform {
+        ImageTransform {
+            resize,
+            crop,
+            scale: [0.16, 1.0],
+            ratio: [0.75, 4.0 / 3.0],
+            hflip: true,
+            normalization: Normalization::IMAGENET,
+        }
+    }
+
+    #[test]
+    fn normalises_each_channel_in_the_chosen_order() {
+        let view = RgbImage::from_pixel(2, 2, Rgb([255, 51, 0]));
+        let mut out = Vec::new();
+        transform(2, 2).write_chw(&view, &mut out);
+        let n = Normalization::IMAGENET;
+        let expected = [
+            (1.0 - n.mean[0]) / n.std[0],
+            (0.2 - n.mean[1]) / n.std[1],
+            (0.0 - n.mean[2]) / n.std[2],
+        ];
+        for c in 0..3 {
+            for v in &out[c * 4..(c + 1) * 4] {
+                assert!(
+                    (v - expected[c]).abs() < 1e-5,
+                    "channel {c}: {v} vs {}",
+                    expected[c]
+                );
+            }
+        }
+        let mut bgr = Vec::new();
+        ImageTransform {
+            normalization: Normalization::BGR_255,
+            ..transform(2, 2)
+        }
+        .write_chw(&view, &mut bgr);
+        assert_eq!(
+            [bgr[0], bgr[4], bgr[8]],
+            [0.0 - 104.0, 51.0 - 117.0, 255.0 - 128.0]
+        );
+    }
+
+    #[test]
+    fn test_view_resizes_the_shorter_side_and_cuts_the_centre() {
+        // 40 × 20 with a 2-pixel-wide marker column at x = 19..21 (the centre) and red halves:
+        // resize to shorter side 10 gives 20 × 10, the centred 10 × 10 crop spans x = 5..15.
+        let image = RgbImage::from_fn(40, 20, |x, _| {
+            if (19..21).contains(&x) {
+                Rgb([0, 255, 0])
+            } else if x < 20 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let view = transform(10, 10).test_view(&image);
+        assert_eq!(view.dimensions(), (10, 10));
+        // The marker lands in the middle two columns; the left edge is red, the right blue.
+        for y in 0..10 {
+            assert!(view.get_pixel(0, y).0[0] > 200 && view.get_pixel(9, y).0[2] > 200);
+            let middle = view.get_pixel(4, y).0[1].max(view.get_pixel(5, y).0[1]);
+            assert!(middle > 100, "marker column missing at row {y}");
+        }
+        // Already the right size: the identity.
+        let small = RgbImage::from_fn(8, 8, |x, y| Rgb([(x * 30) as u8, (y * 30) as u8, 7]));
+        assert_eq!(transform(8, 8).test_view(&small), small);
+        // Odd margins round like torchvision's CenterCrop: (9 − 6) / 2 = 1.5 → 2.
+        let wide = RgbImage::from_fn(9, 6, |x, _| Rgb([x as u8, 0, 0]));
+        assert_eq!(transform(6, 6).test_view(&wide).get_pixel(0, 0).0[0], 2);
+    }
+
+    #[test]
+    fn random_crop_boxes_fit_and_follow_the_area_and_ratio_ranges() {
+        let t = transform(256, 224);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let (mut smallest, mut largest) = (f64::MAX, 0f64);
+        for _ in 0..2000 {
+            let (left, top, w, h) = t.random_crop_box(500, 375, &mut rng);
+            assert!(left + w <= 500 && top + h <= 375 && w > 0 && h > 0);
+            let fraction = (w * h) as f64 / (500.0 * 375.0);
+            let ratio = w as f64 / h as f64;
+            // Rounding to whole pixels moves area and ratio slightly off the drawn values.
+            assert!(
+                (0.155..=1.0).contains(&fraction),
+                "area fraction {fraction}"
+            );
+            assert!((0.74..=1.35).contains(&ratio), "ratio {ratio}");
+            smallest = smallest.min(fraction);
+            largest = largest.max(fraction);
+        }
+        assert!(
+            smallest < 0.2 && largest > 0.8,
+            "areas cover the range: {smallest}..{largest}"
+        );
+        // An image far outside the ratio range falls back to the largest centred box in range.
+        let fallback = ImageTransform {
+            scale: [1.0, 1.0],
+            ..t
+        };
+        assert_eq!(
+            fallback.random_crop_box(400, 100, &mut rng),
+            (133, 0, 133, 100)
+        );
+    }
+
+    #[test]
+    fn training_views_are_mirrored_half_the_time() {
+        // Scale 1 and ratio 1 on a square image: the view is the whole image, maybe mirrored.
+        let t = ImageTransform {
+            scale: [1.0, 1.0],
+            ratio: [1.0, 1.0],
+            ..transform(4, 4)
+        };
+        let image = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 60) as u8, (y * 60) as u8, 0]));
+        let mut mirrored = image.clone();
+        imageops::flip_horizontal_in_place(&mut mirrored);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut seen = [0; 2];
+        for _ in 0..200 {
+            let view = t.train_view(&image, &mut rng);
+            if view == image {
+                seen[0] += 1;
+            } else {
+                assert_eq!(view, mirrored);
+                seen[1] += 1;
+            }
+        }
+        assert!(seen[0] > 70 && seen[1] > 70, "{seen:?}");
+    }
+
+    #[test]
+    fn decoding_reports_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("dml-decode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.png");
+        RgbImage::from_pixel(3, 2, Rgb([1, 2, 3]))
+            .save(&good)
+            .unwrap();
+        let decoded = decode(&good).unwrap();
+        assert_eq!(
+            (decoded.dimensions(), decoded.get_pixel(2, 1).0),
+            ((3, 2), [1, 2, 3])
+        );
+        let bad = dir.join("bad.jpg");
+        std::fs::write(&bad, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
+        assert!(decode(&bad).unwrap_err().contains("cannot decode"));
+        assert!(decode(&dir.join("missing.png")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

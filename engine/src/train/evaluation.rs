@@ -1,0 +1,118 @@
+//! Embedding a dataset's test classes and scoring retrieval on them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::TrainConfig;
+use crate::data::{BadImage, Batch, Inputs, Pending};
+use crate::eval::{RetrievalConfig, RetrievalMetrics};
+use crate::model::Embedder;
+
+/// Embeddings of one set of images, row-major `labels.len() × dim`.
+#[derive(Clone, Debug, Default)]
+pub struct Embedded {
+    pub embeddings: Vec<f32>,
+    pub labels: Vec<i64>,
+    pub skipped: Vec<BadImage>,
+}
+
+/// Embeddings of the test classes with their retrieval metrics.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub metrics: RetrievalMetrics,
+    /// The test split (the gallery, for query/gallery datasets), `labels.len() × dim`.
+    pub embeddings: Vec<f32>,
+    pub dim: usize,
+    pub labels: Vec<i64>,
+    /// The queries of a query/gallery dataset (In-Shop).
+    pub query: Option<Embedded>,
+    /// Test images left out (only with `skip_bad_images`).
+    pub skipped: Vec<BadImage>,
+}
+
+/// Embeds test part `part` in batches of `batch_size`, decoding `prefetch` batches ahead.
+/// `model` should be in inference mode (`valid()`).
+pub fn embed_part(
+    model: &Embedder,
+    inputs: &Arc<Inputs>,
+    part: usize,
+    batch_size: usize,
+    prefetch: usize,
+    device: &Device,
+) -> Result<Embedded, BadImage> {
+    let total = inputs.test_parts()[part].labels.len();
+    let mut starts = (0..total).step_by(batch_size.max(1));
+    let mut queue: VecDeque<Pending<Result<Batch, BadImage>>> = VecDeque::new();
+    let mut out = Embedded::default();
+    loop {
+        while queue.len() < prefetch.max(1) {
+            let Some(start) = starts.next() else { break };
+            let items = start..(start + batch_size).min(total);
+            queue.push_back(inputs.prefetch(move |inputs| inputs.test_batch(part, items)));
+        }
+        let Some(pending) = queue.pop_front() else {
+            break;
+        };
+        let batch = pending.wait()?;
+        out.embeddings.extend(model.embed_batch(&batch, device));
+        out.labels.extend_from_slice(&batch.labels);
+        out.skipped.extend(batch.skipped);
+    }
+    Ok(out)
+}
+
+/// Recall@K, MAP@R and R-Precision of `model` on the test classes of `inputs`: leave-one-out
+/// over the test split, or queries against the gallery.
+pub fn evaluate(
+    model: &Embedder,
+    inputs: &Arc<Inputs>,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Evaluation, BadImage> {
+    let dim = config.model.dim;
+    let (batch, prefetch) = (config.eval.batch_size, config.data.prefetch);
+    let tensor = |e: &Embedded| {
+        Tensor::<2>::from_data(
+            TensorData::new(e.embeddings.clone(), [e.labels.len(), dim]),
+            device,
+        )
+    };
+    let retrieval = RetrievalConfig::new(&config.eval.ks);
+    if inputs.test_parts().len() == 1 {
+        let test = embed_part(model, inputs, 0, batch, prefetch, device)?;
+        let metrics = retrieval.evaluate(tensor(&test), &test.labels);
+        Ok(Evaluation {
+            metrics,
+            embeddings: test.embeddings,
+            dim,
+            labels: test.labels,
+            query: None,
+            skipped: test.skipped,
+        })
+    } else {
+        let query = embed_part(model, inputs, 0, batch, prefetch, device)?;
+        let gallery = embed_part(model, inputs, 1, batch, prefetch, device)?;
+        let metrics = retrieval.evaluate_split(
+            tensor(&query),
+            &query.labels,
+            tensor(&gallery),
+            &gallery.labels,
+        );
+        let skipped = query
+            .skipped
+            .iter()
+            .chain(&gallery.skipped)
+            .cloned()
+            .collect();
+        Ok(Evaluation {
+            metrics,
+            embeddings: gallery.embeddings,
+            dim,
+            labels: gallery.labels,
+            query: Some(query),
+            skipped,
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! End-to-end tests of training on photo datasets in their on-disk formats (JPEG files decoded by
+//! the `image` crate): `dml train`, `eval`, `embed` and `export` on an image folder and on
+//! In-Shop's query/gallery split, and corrupt images with and without `--skip-bad-images`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use dml_engine::image::{Rgb, RgbImage};
+use dml_engine::npy;
+use serde_json::Value;
+
+mod common;
+
+use common::{assert_error, dml, scratch};
+
+/// A photo of class `class`: stripes whose direction and period depend on the class, in a
+/// class colour, with per-image noise.
+fn photo(path: &Path, class: u32, item: u32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let period = 3 + class % 4;
+    let image = RgbImage::from_fn(48, 36, |x, y| {
+        let along = if class % 2 == 0 { x } else { y };
+        let on = (along / period) % 2 == 0;
+        let noise = ((x * 7 + y * 13 + item * 31) % 23) as u8;
+        let base = [
+            (40 * class) as u8,
+            255 - (30 * class) as u8,
+            (90 + 20 * class) as u8,
+        ];
+        Rgb(base.map(|c| if on { c.saturating_add(noise) } else { noise }))
+    });
+    image.save(path).unwrap();
+}
+
+/// Six class folders (a–c train, d–f test) of eight JPEG photos each.
+fn folder_tree(root: &Path) {
+    for (class, name) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        for item in 0..8 {
+            photo(
+                &root.join(name).join(format!("{item}.jpg")),
+                class as u32,
+                item,
+            );
+        }
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "dml failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A few iterations of the small CNN on 32 × 32 crops.
+fn train(root: &Path, dataset: &str, run_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        dataset,
+        "--root",
+        root.to_str().unwrap(),
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--p",
+        "3",
+        "--k",
+        "4",
+        "--iterations",
+        "6",
+        "--eval-interval",
+        "3",
+        "--dim",
+        "16",
+        "--set",
+        "augment.resize=36",
+        "--set",
+        "augment.crop=32",
+        "--set",
+        "eval.batch_size=10",
+    ];
+    args.extend_from_slice(extra);
+    dml(&args)
+}
+
+fn evals(run_dir: &Path) -> Vec<Value> {
+    fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("split").is_some())
+        .collect()
+}
+
+#[test]
+fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
+    let dir = scratch("photo-folder");
+    let root = dir.join("photos");
+    folder_tree(&root);
+    let run_dir = dir.join("run");
+    let out = train(&root, "folder", &run_dir, &[]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("24 train images in 3 classes, 24 test images"),
+        "{stderr}"
+    );
+    let evals = evals(&run_dir);
+    assert_eq!(
+        evals
+            .iter()
+            .map(|e| e["iteration"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 3, 6]
+    );
+    let test = npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap();
+    assert_eq!((test.rows, test.cols), (24, 16));
+
+    // `dml eval` reproduces the run's last evaluation from model.bpk.
+    let json: Value = serde_json::from_str(
+        ok(&dml(&[
+            "eval",
+            "--run",
+            run_dir.to_str().unwrap(),
+            "--json",
+        ]))
+        .trim(),
+    )
+    .unwrap();
+    let last = evals.last().unwrap();
+    for k in ["1", "2", "4", "8"] {
+        let (a, b) = (
+            json["recall_at_k"][k].as_f64().unwrap(),
+            last["recall_at_k"][k].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "Recall@{k}: eval {a} vs run {b}");
+    }
+
+    // `dml embed` on the test classes' files gives the rows of the run's test embeddings.
+    let out_npy = dir.join("e.npy");
+    let folders: Vec<String> = ["d", "e", "f"]
+        .iter()
+        .map(|c| root.join(c).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec![
+        "embed",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--out",
+        out_npy.to_str().unwrap(),
+        "--images",
+    ];
+    args.extend(folders.iter().map(String::as_str));
+    ok(&dml(&args));
+    let embedded = npy::read_matrix(&out_npy).unwrap();
+    assert_eq!((embedded.rows, embedded.cols), (24, 16));
+    let worst = embedded
+        .data
+        .iter()
+        .zip(&test.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    assert!(
+        worst < 1e-4,
+        "embed and the run's evaluation differ by {worst}"
+    );
+    let listed = fs::read_to_string(dir.join("e.txt")).unwrap();
+    assert_eq!(listed.lines().count(), 24);
+    assert!(
+        listed.lines().next().unwrap().ends_with("d/0.jpg"),
+        "{listed}"
+    );
+    assert_error(
+        &dml(&[
+            "embed",
+            "--run",
+            run_dir.to_str().unwrap(),
+            "--out",
+            out_npy.to_str().unwrap(),
+            "--images",
+            dir.join("run").to_str().unwrap(),
+        ]),
+        "run",
+        "no image files here",
+    );
+
+    // `dml export` writes an RGB sprite of the photos next to the vectors.
+    let projector = dir.join("projector");
+    ok(&dml(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--projector",
+        projector.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        fs::read_to_string(projector.join("vectors.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        24
+    );
+    let sprite = fs::read(projector.join("sprite.png")).unwrap();
+    // IHDR: width, height (5 × 64 pixels: 24 thumbnails on a 5-wide grid), 8 bits, colour type 2 (RGB).
+    assert_eq!(&sprite[16..26], &[0, 0, 1, 64, 0, 0, 1, 64, 8, 2]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn in_shop_evaluates_queries_against_the_gallery() {
+    let dir = scratch("photo-inshop");
+    let root = dir.join("inshop");
+    let mut lines = Vec::new();
+    for (item, status, n) in [
+        (1, "train", 5),
+        (2, "train", 5),
+        (4, "train", 5),
+        (7, "query", 2),
+        (7, "gallery", 3),
+        (9, "query", 2),
+        (9, "gallery", 2),
+    ] {
+        for k in 0..n {
+            let rel = format!("img/MEN/Denim/id_{item:08}/{k:02}_{status}.jpg");
+            photo(&root.join(&rel), item, k);
+            lines.push(format!("{rel} id_{item:08} {status}"));
+        }
+    }
+    fs::write(
+        root.join("list_eval_partition.txt"),
+        format!(
+            "{}\nimage_name item_id evaluation_status\n{}\n",
+            lines.len(),
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let out = train(&root, "inshop", &run_dir, &[]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 query images, 5 gallery images"));
+    let gallery = npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap();
+    let query = npy::read_matrix(&run_dir.join("query_embeddings.npy")).unwrap();
+    assert_eq!((gallery.rows, query.rows), (5, 4));
+    // Recomputing from the saved query and gallery embeddings gives the run's numbers.
+    let metrics = ok(&dml(&[
+        "metrics",
+        "--json",
+        "--query-embeddings",
+        run_dir.join("query_embeddings.npy").to_str().unwrap(),
+        "--query-labels",
+        run_dir.join("query_labels.npy").to_str().unwrap(),
+        "--embeddings",
+        run_dir.join("embeddings.npy").to_str().unwrap(),
+        "--labels",
+        run_dir.join("labels.npy").to_str().unwrap(),
+    ]));
+    let json: Value = serde_json::from_str(metrics.trim()).unwrap();
+    let last = evals(&run_dir).pop().unwrap();
+    assert!(
+        (json["map_at_r"].as_f64().unwrap() - last["map_at_r"].as_f64().unwrap()).abs() < 1e-6,
+        "{json} vs {last}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_corrupt_image_stops_the_run_unless_skipped() {
+    let dir = scratch("photo-corrupt");
+    let root = dir.join("photos");
+    folder_tree(&root);
+    let corrupt: PathBuf = root.join("e").join("9.jpg");
+    fs::write(&corrupt, b"\xFF\xD8\xFF\xE0 this is not a JPEG").unwrap();
+    let out = train(&root, "folder", &dir.join("strict"), &[]);
+    assert_error(&out, "e/9.jpg", "--skip-bad-images");
+
+    let run_dir = dir.join("lenient");
+    let out = train(&root, "folder", &run_dir, &["--skip-bad-images"]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("warning: skipped").count(),
+        1,
+        "each bad image is reported once: {stderr}"
+    );
+    assert!(stderr.contains("e/9.jpg"), "{stderr}");
+    assert_eq!(
+        npy::read_matrix(&run_dir.join("embeddings.npy"))
+            .unwrap()
+            .rows,
+        24
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
