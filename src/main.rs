@@ -34,6 +34,8 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Write a run's test embeddings as TensorFlow Embedding Projector files.
     Export(commands::export::ExportArgs),
+    /// A 2-D map (t-SNE or PCA) of a run's test embeddings as a NumPy file.
+    Project(commands::project::ProjectArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
     Metrics(commands::metrics::MetricsArgs),
 }
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Some(Command::Data(command)) => commands::data::run(command),
         Some(Command::Embed(args)) => commands::embed::run(args),
         Some(Command::Export(args)) => commands::export::run(args),
+        Some(Command::Project(args)) => commands::project::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

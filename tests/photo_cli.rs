@@ -1,6 +1,7 @@
 //! End-to-end tests of training on photo datasets in their on-disk formats (JPEG files decoded by
-//! the `image` crate): `dml train`, `eval`, `embed` and `export` on an image folder and on
-//! In-Shop's query/gallery split, and corrupt images with and without `--skip-bad-images`.
+//! the `image` crate): `dml train` on CUB-200-2011, Cars-196, Stanford Online Products, In-Shop
+//! and an image folder; `eval`, `embed` and `export` of the trained model; corrupt images with and
+//! without `--skip-bad-images`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{assert_error, dml, scratch};
+use common::{assert_error, dml, mat, scratch};
 
 /// A photo of class `class`: stripes whose direction and period depend on the class, in a
 /// class colour, with per-image noise.
@@ -187,6 +188,19 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
         "no image files here",
     );
 
+    // `dml project` maps the test embeddings to 2-D, one row per test image.
+    for (method, extra) in [("pca", vec![]), ("tsne", vec!["--perplexity", "5", "--iterations", "100"])] {
+        let map_path = dir.join(format!("{method}.npy"));
+        let mut args = vec!["project", "--run", run_dir.to_str().unwrap(), "--method", method, "--out", map_path.to_str().unwrap()];
+        args.extend(extra);
+        ok(&dml(&args));
+        let map = npy::read_matrix(&map_path).unwrap();
+        assert_eq!((map.rows, map.cols), (24, 2), "{method}");
+        assert!(map.data.iter().all(|v| v.is_finite()));
+    }
+    let out = dml(&["project", "--run", run_dir.to_str().unwrap(), "--out", dir.join("x.npy").to_str().unwrap(), "--perplexity", "30"]);
+    assert_error(&out, "", "--perplexity 30: must be positive and below n / 3 = 8.0");
+
     // `dml export` writes an RGB sprite of the photos next to the vectors.
     let projector = dir.join("projector");
     ok(&dml(&[
@@ -293,5 +307,76 @@ fn a_corrupt_image_stops_the_run_unless_skipped() {
             .rows,
         24
     );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CUB-200-2011: classes 1–3 train, 101–103 test, six photos each.
+fn cub_tree(root: &Path) {
+    let (mut images, mut labels) = (String::new(), String::new());
+    let mut id = 0;
+    for class in [1, 2, 3, 101, 102, 103] {
+        for k in 0..6 {
+            id += 1;
+            let rel = format!("{class:03}.Bird_{class}/Bird_{class}_{k:04}_{id}.jpg");
+            photo(&root.join("images").join(&rel), class % 100, k);
+            images.push_str(&format!("{id} {rel}\n"));
+            labels.push_str(&format!("{id} {class}\n"));
+        }
+    }
+    fs::write(root.join("images.txt"), images).unwrap();
+    fs::write(root.join("image_class_labels.txt"), labels).unwrap();
+}
+
+/// Stanford Online Products: classes 1–3 train, 4–6 test, five photos each.
+fn sop_tree(root: &Path) {
+    for (file, classes) in [("Ebay_train.txt", 1..=3), ("Ebay_test.txt", 4..=6)] {
+        let mut text = String::from("image_id class_id super_class_id path\n");
+        for (id, (class, k)) in classes.flat_map(|c| (0..5).map(move |k| (c, k))).enumerate() {
+            let rel = format!("chair_final/{class}_{k}.JPG");
+            photo(&root.join(&rel), class, k);
+            text.push_str(&format!("{} {class} 2 {rel}\n", id + 1));
+        }
+        fs::write(root.join(file), text).unwrap();
+    }
+}
+
+/// Cars-196: classes 1–3 train, 99–101 test, five photos each, listed in a compressed MAT file.
+fn cars_tree(root: &Path) {
+    let fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"];
+    let mut rows = Vec::new();
+    let mut id = 0;
+    for class in [1, 2, 3, 99, 100, 101] {
+        for k in 0..5 {
+            id += 1;
+            let rel = format!("car_ims/{id:06}.jpg");
+            photo(&root.join(&rel), class % 98, k);
+            let cell = [mat::double(1.0), mat::double(1.0), mat::double(48.0), mat::double(36.0)];
+            let mut row = vec![mat::text(&rel)];
+            row.extend(cell);
+            row.extend([mat::double(class as f64), mat::uint8((k % 2) as u8)]);
+            rows.push(row);
+        }
+    }
+    fs::write(root.join("cars_annos.mat"), mat::file(&[mat::structure("annotations", &fields, &rows)], true)).unwrap();
+}
+
+#[test]
+fn cub_cars_and_sop_train_from_their_list_files() {
+    let dir = scratch("photo-formats");
+    for (dataset, build, train_count, test_count) in [
+        ("cub", cub_tree as fn(&Path), 18, 18),
+        ("sop", sop_tree as fn(&Path), 15, 15),
+        ("cars", cars_tree as fn(&Path), 15, 15),
+    ] {
+        let root = dir.join(dataset);
+        build(&root);
+        let run_dir = dir.join(format!("{dataset}-run"));
+        let out = train(&root, dataset, &run_dir, &["--set", "run.iterations=3"]);
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{train_count} train images in 3 classes, {test_count} test images")), "{dataset}: {stderr}");
+        assert_eq!(evals(&run_dir).len(), 2, "{dataset}: evaluations before and after");
+        assert_eq!(npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap().rows, test_count, "{dataset}");
+    }
     fs::remove_dir_all(&dir).unwrap();
 }

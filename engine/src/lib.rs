@@ -12,4 +12,5 @@ pub mod loss;
 pub mod model;
 pub mod npy;
 pub mod png;
+pub mod project;
 pub mod train;

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod export;
 pub mod metrics;
 mod progress;
+pub mod project;
 pub mod train;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod mat;
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
