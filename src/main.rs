@@ -34,6 +34,8 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Write a run's test embeddings as TensorFlow Embedding Projector files.
     Export(commands::export::ExportArgs),
+    /// The desktop app: runs, training curves, embedding map, retrieval examples.
+    Gui(commands::gui::GuiArgs),
     /// A 2-D map (t-SNE or PCA) of a run's test embeddings as a NumPy file.
     Project(commands::project::ProjectArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Some(Command::Embed(args)) => commands::embed::run(args),
         Some(Command::Export(args)) => commands::export::run(args),
         Some(Command::Project(args)) => commands::project::run(args),
+        Some(Command::Gui(args)) => commands::gui::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@ pub mod data;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod gui;
 pub mod metrics;
 mod progress;
 pub mod project;

@@ -1,0 +1,232 @@
+//! One run folder as the app sees it: config, metrics (re-read while the run is training),
+//! test embeddings with their labels, and the test images for thumbnails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dml_engine::data::Inputs;
+use dml_engine::npy;
+use dml_engine::train::{MetricsLine, RunDir, TrainConfig};
+
+/// The test embeddings of a finished run, unit length, with their labels.
+#[derive(Clone, Debug)]
+pub struct Embeddings {
+    pub n: usize,
+    pub dim: usize,
+    /// `n × dim`, row-major, L2-normalised.
+    pub vectors: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+impl Embeddings {
+    pub fn load(vectors: &Path, labels: &Path) -> Result<Self, String> {
+        let matrix = npy::read_matrix(vectors).map_err(|e| format!("{}: {e}", vectors.display()))?;
+        let labels = npy::read_labels(labels).map_err(|e| format!("{}: {e}", labels.display()))?;
+        if labels.len() != matrix.rows {
+            return Err(format!("{} rows but {} labels", matrix.rows, labels.len()));
+        }
+        let mut vectors: Vec<f32> = matrix.data.iter().map(|&v| v as f32).collect();
+        for row in vectors.chunks_exact_mut(matrix.cols.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok(Self { n: matrix.rows, dim: matrix.cols, vectors, labels })
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Cosine similarity of item `i` to every item.
+    pub fn similarities(&self, i: usize) -> Vec<f32> {
+        let q = self.row(i);
+        self.vectors.chunks_exact(self.dim).map(|r| r.iter().zip(q).map(|(a, b)| a * b).sum()).collect()
+    }
+
+    /// The `k` most similar other items of `i`, most similar first (ties: lower index first).
+    pub fn neighbours(&self, i: usize, k: usize) -> Vec<(usize, f32)> {
+        let sims = self.similarities(i);
+        let mut order: Vec<usize> = (0..self.n).filter(|&j| j != i).collect();
+        order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]).then(a.cmp(&b)));
+        order.truncate(k);
+        order.into_iter().map(|j| (j, sims[j])).collect()
+    }
+
+    /// Each item's average precision at R (R = the other items of its class), as in MAP@R.
+    pub fn average_precisions(&self) -> Vec<f64> {
+        use rayon::prelude::*;
+        let mut per_class = std::collections::HashMap::new();
+        for &l in &self.labels {
+            *per_class.entry(l).or_insert(0usize) += 1;
+        }
+        (0..self.n)
+            .into_par_iter()
+            .map(|i| {
+                let r = per_class[&self.labels[i]] - 1;
+                if r == 0 {
+                    return 1.0;
+                }
+                let ranked = self.neighbours(i, r);
+                let mut hits = 0;
+                let mut sum = 0.0;
+                for (rank, (j, _)) in ranked.iter().enumerate() {
+                    if self.labels[*j] == self.labels[i] {
+                        hits += 1;
+                        sum += hits as f64 / (rank + 1) as f64;
+                    }
+                }
+                sum / r as f64
+            })
+            .collect()
+    }
+}
+
+pub struct RunData {
+    pub path: PathBuf,
+    pub config: TrainConfig,
+    pub metrics: Vec<MetricsLine>,
+    metrics_stamp: Option<SystemTime>,
+    pub embeddings: Option<Embeddings>,
+    /// Why there are no embeddings (still training, or unreadable).
+    pub embeddings_note: String,
+    /// The dataset, for thumbnails; `None` where it cannot be opened here.
+    pub inputs: Option<Arc<Inputs>>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl RunData {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let run = RunDir::open(path).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+        let config = run.config().map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+        let (embeddings, embeddings_note) = if run.embeddings_path().exists() {
+            match Embeddings::load(&run.embeddings_path(), &run.labels_path()) {
+                Ok(e) => (Some(e), String::new()),
+                Err(e) => (None, e),
+            }
+        } else {
+            (None, "no test embeddings yet: they are written when the run finishes".into())
+        };
+        let inputs = config.inputs().ok().map(Arc::new);
+        let mut data =
+            RunData { path: path.to_path_buf(), config, metrics: Vec::new(), metrics_stamp: None, embeddings, embeddings_note, inputs };
+        data.refresh();
+        Ok(data)
+    }
+
+    /// Re-reads `metrics.jsonl` when it changed; true when it did.
+    pub fn refresh(&mut self) -> bool {
+        let path = self.path.join("metrics.jsonl");
+        let stamp = modified(&path);
+        if stamp == self.metrics_stamp && stamp.is_some() {
+            return false;
+        }
+        self.metrics_stamp = stamp;
+        if let Ok(run) = RunDir::open(&self.path) {
+            if let Ok(metrics) = run.metrics() {
+                self.metrics = metrics;
+            }
+        }
+        true
+    }
+
+    /// (iteration, loss) of every training step.
+    pub fn losses(&self) -> Vec<[f64; 2]> {
+        self.metrics
+            .iter()
+            .filter_map(|m| match m {
+                MetricsLine::Train { iteration, loss, .. } => Some([*iteration as f64, *loss]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every evaluation: (iteration, Recall@K by K, MAP@R, R-Precision).
+    pub fn evaluations(&self) -> Vec<(u64, Vec<(usize, f64)>, f64, f64)> {
+        self.metrics
+            .iter()
+            .filter_map(|m| match m {
+                MetricsLine::Eval { iteration, recall_at_k, map_at_r, r_precision, .. } => {
+                    let mut recalls: Vec<(usize, f64)> =
+                        recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
+                    recalls.sort_by_key(|(k, _)| *k);
+                    Some((*iteration, recalls, *map_at_r, *r_precision))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn last_iteration(&self) -> u64 {
+        self.metrics
+            .iter()
+            .map(|m| match m {
+                MetricsLine::Train { iteration, .. } | MetricsLine::Eval { iteration, .. } => *iteration,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn class_name(&self, label: i64) -> String {
+        self.config.data.class_name(label)
+    }
+}
+
+/// A run folder in the runs list.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub path: PathBuf,
+    pub name: String,
+    pub dataset: String,
+    pub loss: String,
+    pub iterations: u64,
+    pub done: u64,
+    pub best_recall_at_1: Option<f64>,
+}
+
+/// The run folders directly under `root`, newest name first.
+pub fn list_runs(root: &Path) -> Vec<RunSummary> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut runs: Vec<RunSummary> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("config.toml").is_file())
+        .filter_map(|path| {
+            let run = RunDir::open(&path).ok()?;
+            let config = run.config().ok()?;
+            let metrics = run.metrics().unwrap_or_default();
+            let best = metrics
+                .iter()
+                .filter_map(|m| match m {
+                    MetricsLine::Eval { recall_at_k, .. } => recall_at_k.get("1").copied(),
+                    _ => None,
+                })
+                .fold(None, |best: Option<f64>, r| Some(best.map_or(r, |b| b.max(r))));
+            let done = metrics
+                .iter()
+                .filter_map(|m| match m {
+                    MetricsLine::Train { iteration, .. } => Some(*iteration),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            Some(RunSummary {
+                name: path.file_name()?.to_string_lossy().into_owned(),
+                dataset: serde_name(&config.data.dataset),
+                loss: config.loss.name().to_string(),
+                iterations: config.run.iterations,
+                done,
+                best_recall_at_1: best,
+                path,
+            })
+        })
+        .collect();
+    runs.sort_by(|a, b| b.name.cmp(&a.name));
+    runs
+}
+
+fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}

@@ -1,0 +1,152 @@
+//! The app on a fixture run folder, rendered headless (egui_kittest on a software wgpu adapter):
+//! a snapshot of each panel, and clicking a point of the map makes its image the query of the
+//! retrieval panel.
+
+use std::fs;
+use std::path::PathBuf;
+
+use dml_app::{DmlApp, Tab};
+use dml_engine::data::fashion_mnist;
+use dml_engine::npy;
+use dml_engine::train::TrainConfig;
+use eframe::egui;
+use egui_kittest::Harness;
+
+/// A finished default run: its config, 200 training lines, evaluations at 0, 100 and 200, and
+/// test embeddings in which each class is a direction plus deterministic noise (some classes
+/// overlap, like real ones).
+fn fixture(test: &str) -> (PathBuf, PathBuf) {
+    // One folder per test: the tests run in parallel. The shown root name is always "runs".
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gui-{test}")).join("runs");
+    let run = root.join("2026-11-27_12-00-00");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&run).unwrap();
+    fs::write(run.join("config.toml"), TrainConfig::default().to_toml()).unwrap();
+    let mut lines = Vec::new();
+    for (it, r1, map) in [(0, 0.815, 0.222), (100, 0.889, 0.311), (200, 0.908, 0.347)] {
+        lines.push(format!(
+            r#"{{"iteration":{it},"split":"test","recall_at_k":{{"1":{r1},"2":{},"4":{},"8":{}}},"map_at_r":{map},"r_precision":{}}}"#,
+            r1 + 0.04,
+            r1 + 0.06,
+            r1 + 0.07,
+            map + 0.12
+        ));
+        if it < 200 {
+            for i in it + 1..=it + 100 {
+                let loss = 0.9 + 1.4 * (-(i as f64) / 60.0).exp() + 0.05 * ((i * 7) as f64).sin();
+                lines.push(format!(r#"{{"iteration":{i},"loss":{loss},"lr":0.001}}"#));
+            }
+        }
+    }
+    // Training lines precede the evaluation of their iteration, as dml writes them.
+    fs::write(run.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    let images = fashion_mnist::load(&fashion_mnist::bundled_root(), "t10k").unwrap();
+    let (_, test) = fashion_mnist::zero_shot_split(&images);
+    let dim = 8;
+    let mut vectors = Vec::new();
+    for (i, &label) in test.labels.iter().enumerate() {
+        for d in 0..dim {
+            let direction = if d == (label as usize - 5) { 1.0 } else if label == 6 && d == 0 { 0.7 } else { 0.0 };
+            let noise = (uniform((i * dim + d) as u64) - 0.5) * 0.9;
+            vectors.push(direction + noise);
+        }
+    }
+    npy::write_matrix_f32(&run.join("embeddings.npy"), test.len(), dim, &vectors).unwrap();
+    npy::write_labels(&run.join("labels.npy"), &test.labels).unwrap();
+    (root, run)
+}
+
+/// A hash of `x` as a uniform number in [0, 1) (SplitMix64).
+fn uniform(x: u64) -> f32 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+}
+
+fn harness(test: &str, tab: Tab) -> Harness<'static, DmlApp> {
+    let (root, run) = fixture(test);
+    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&root, Some(&run)));
+    harness.state_mut().tab = tab;
+    harness.run();
+    harness
+}
+
+#[test]
+fn dashboard_panel() {
+    let mut harness = harness("dashboard", Tab::Dashboard);
+    assert!(harness.state().run().is_some());
+    harness.snapshot("dashboard");
+}
+
+#[test]
+fn projection_panel() {
+    let mut harness = harness("projection", Tab::Projection);
+    assert_eq!(harness.state().projection.points.len(), 5000);
+    harness.snapshot("projection_pca");
+}
+
+#[test]
+fn retrieval_panel() {
+    let mut harness = harness("retrieval", Tab::Retrieval);
+    harness.snapshot("retrieval");
+    // The arrow keys step through the queries.
+    harness.key_press(egui::Key::ArrowRight);
+    harness.run();
+    assert_eq!(harness.state().retrieval.query, 1);
+}
+
+#[test]
+fn light_theme() {
+    let mut harness = harness("light", Tab::Retrieval);
+    harness.ctx.set_theme(egui::Theme::Light);
+    harness.run();
+    assert_eq!(harness.ctx.theme(), egui::Theme::Light);
+    harness.snapshot("retrieval_light");
+}
+
+#[test]
+fn clicking_a_point_makes_it_the_retrieval_query() {
+    let mut harness = harness("click", Tab::Projection);
+    let n = harness.state().projection.points.len();
+    // A point with no other within the 6-pixel pick radius, so the click is unambiguous.
+    let positions: Vec<egui::Pos2> = (0..n).map(|i| harness.state_mut().projection.screen_position(i).unwrap()).collect();
+    let target = (0..n)
+        .rev()
+        .find(|&i| positions.iter().enumerate().all(|(j, p)| j == i || p.distance(positions[i]) > 7.0))
+        .expect("an isolated point");
+    harness.hover_at(positions[target]);
+    harness.run();
+    harness.drag_at(positions[target]);
+    harness.drop_at(positions[target]);
+    harness.run();
+    assert_eq!(harness.state().tab, Tab::Retrieval);
+    assert_eq!(harness.state().retrieval.query, target);
+}
+
+/// The README's screenshots, from a real run: `DML_SCREENSHOT_RUN=runs/<run> cargo test --release
+/// -p dml-app --test gui -- --ignored readme_screenshots` writes docs/screenshots/*.png.
+#[test]
+#[ignore]
+fn readme_screenshots() {
+    let run = PathBuf::from(std::env::var("DML_SCREENSHOT_RUN").expect("DML_SCREENSHOT_RUN names a run folder"));
+    let root = run.parent().unwrap().to_path_buf();
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    fs::create_dir_all(&out).unwrap();
+    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&root, Some(&run)));
+    harness.run();
+    harness.render().unwrap().save(out.join("dashboard.png")).unwrap();
+    harness.state_mut().tab = Tab::Projection;
+    harness.state_mut().projection.method = dml_app::projection::Method::Tsne;
+    harness.run();
+    while harness.state().projection.running() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        harness.run_steps(1);
+    }
+    harness.state_mut().retrieval.set_query(17);
+    harness.run();
+    harness.render().unwrap().save(out.join("projection.png")).unwrap();
+    harness.state_mut().tab = Tab::Retrieval;
+    harness.run();
+    harness.render().unwrap().save(out.join("retrieval.png")).unwrap();
+}
