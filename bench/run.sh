@@ -68,3 +68,7 @@ for round in 1 2; do
     echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" 5 resnet18 224 32)"
     echo "PyTorch: $(cd bench && "../$py" pytorch_resnet_step.py 5 224 32)"
 done
+
+echo "== GUI: CPU frame time of the Projection panel"
+cargo build --release --locked -p dml-app --example frame_time
+for n in 5000 60000; do "$CARGO_TARGET_DIR/release/examples/frame_time" "$n"; done
