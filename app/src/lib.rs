@@ -7,6 +7,7 @@ pub mod projection;
 pub mod retrieval;
 pub mod run_data;
 pub mod thumbnails;
+pub mod training;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct DmlApp {
     pub retrieval: Retrieval,
     thumbnails: Thumbnails,
     refreshed: Option<Instant>,
+    pub form: training::TrainForm,
+    pub training: Option<training::BackgroundRun>,
+    training_error: Option<String>,
 }
 
 impl DmlApp {
@@ -55,6 +59,9 @@ impl DmlApp {
             retrieval: Retrieval::default(),
             thumbnails: Thumbnails::default(),
             refreshed: None,
+            form: training::TrainForm::default(),
+            training: None,
+            training_error: None,
         };
         app.rescan();
         if let Some(run) = run {
@@ -89,12 +96,17 @@ impl DmlApp {
     /// A run that is still training is followed: its metrics re-read every second.
     fn follow(&mut self, ctx: &egui::Context) {
         let due = self.refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        let background = self.training.as_ref().is_some_and(|t| !t.finished());
+        if background {
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
         if let Some(run) = &mut self.run {
-            let training = run.last_iteration() < run.config.run.iterations;
+            let training = background || run.last_iteration() < run.config.run.iterations;
             if due {
                 run.refresh();
                 self.refreshed = Some(Instant::now());
-                if training && run.embeddings.is_none() && run.path.join("embeddings.npy").exists() {
+                // A run that finished since it was opened: load its test embeddings.
+                if run.embeddings.is_none() && run.embeddings_note.starts_with("no test embeddings yet") && run.path.join("embeddings.npy").exists() {
                     let path = run.path.clone();
                     self.open(&path);
                 }
@@ -128,6 +140,23 @@ impl DmlApp {
                 if ui.selectable_label(selected, text).clicked() {
                     open = Some(summary.path.clone());
                 }
+            }
+        });
+        ui.separator();
+        egui::CollapsingHeader::new("New training").default_open(self.training.is_some()).show(ui, |ui| {
+            if let Some(config) = training::form_ui(ui, &mut self.form, self.training.as_ref()) {
+                match training::start(config, &self.runs_root, ui.ctx()) {
+                    Ok(run) => {
+                        open = Some(run.status.lock().expect("status lock").run_dir.clone());
+                        self.training = Some(run);
+                        self.training_error = None;
+                        self.scanned = None;
+                    }
+                    Err(e) => self.training_error = Some(e),
+                }
+            }
+            if let Some(e) = &self.training_error {
+                ui.colored_label(ui.visuals().error_fg_color, e);
             }
         });
         if let Some(path) = open {

@@ -11,6 +11,7 @@ use dml_engine::npy;
 use dml_engine::train::TrainConfig;
 use eframe::egui;
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 
 /// A finished default run: its config, 200 training lines, evaluations at 0, 100 and 200, and
 /// test embeddings in which each class is a direction plus deterministic noise (some classes
@@ -149,4 +150,64 @@ fn readme_screenshots() {
     harness.state_mut().tab = Tab::Retrieval;
     harness.run();
     harness.render().unwrap().save(out.join("retrieval.png")).unwrap();
+}
+
+/// Steps the app until `done` holds, giving the background thread time (at most `seconds`).
+fn wait_until(harness: &mut Harness<'static, DmlApp>, seconds: u64, done: impl Fn(&DmlApp) -> bool) {
+    let start = std::time::Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed().as_secs() < seconds, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        harness.step();
+    }
+}
+
+fn empty_runs_folder(test: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gui-{test}")).join("runs");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    root
+}
+
+#[test]
+fn a_training_started_from_the_app_runs_and_opens() {
+    let root = empty_runs_folder("train");
+    let folder = root.clone();
+    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
+    harness.state_mut().form.iterations = 3;
+    harness.state_mut().form.eval_interval = 0;
+    harness.run();
+    harness.get_by_label("New training").click();
+    harness.run();
+    harness.get_by_label("Start").click();
+    harness.step();
+    wait_until(&mut harness, 120, |app| app.training.as_ref().is_some_and(|t| t.finished()));
+    let status = harness.state().training.as_ref().unwrap().status.lock().unwrap().clone();
+    assert!(status.ended.as_deref().unwrap().starts_with("finished: Recall@1"), "{status:?}");
+    assert_eq!(status.run_dir.parent(), Some(root.as_path()));
+    let metrics = fs::read_to_string(status.run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"loss\"")).count(), 3);
+    // The app opened the new run and picks up its test embeddings once written.
+    wait_until(&mut harness, 10, |app| app.run().is_some_and(|r| r.embeddings.is_some()));
+    assert_eq!(harness.state().run().unwrap().path, status.run_dir);
+}
+
+#[test]
+fn stop_checkpoints_a_running_training() {
+    let root = empty_runs_folder("stop");
+    let folder = root.clone();
+    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
+    harness.state_mut().form.iterations = 100_000;
+    harness.run();
+    harness.get_by_label("New training").click();
+    harness.run();
+    harness.get_by_label("Start").click();
+    harness.step();
+    wait_until(&mut harness, 120, |app| app.training.as_ref().is_some_and(|t| t.status.lock().unwrap().iteration >= 2));
+    harness.get_by_label("Stop").click();
+    harness.step();
+    wait_until(&mut harness, 60, |app| app.training.as_ref().is_some_and(|t| t.finished()));
+    let status = harness.state().training.as_ref().unwrap().status.lock().unwrap().clone();
+    assert!(status.ended.as_deref().unwrap().starts_with("stopped at iteration"), "{status:?}");
+    assert!(status.run_dir.join("checkpoint.dml").is_file());
 }

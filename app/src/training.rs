@@ -1,0 +1,220 @@
+//! Starting a training run from the app: a form for the main choices, the run on a background
+//! thread with its progress, and a stop button that checkpoints like Ctrl-C does.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use dml_engine::backend::{self, BackendChoice};
+use dml_engine::data::DatasetKind;
+use dml_engine::loss::LossConfig;
+use dml_engine::model::BackboneKind;
+use dml_engine::train::{self, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
+use eframe::egui;
+
+/// The form's fields.
+#[derive(Clone, Debug)]
+pub struct TrainForm {
+    pub dataset: String,
+    pub root: String,
+    pub loss: String,
+    pub backbone: String,
+    pub iterations: u64,
+    pub eval_interval: u64,
+    pub backend: BackendChoice,
+}
+
+impl Default for TrainForm {
+    fn default() -> Self {
+        Self {
+            dataset: "fashion-mnist".into(),
+            root: String::new(),
+            loss: "ms".into(),
+            backbone: "small-cnn".into(),
+            iterations: 200,
+            eval_interval: 100,
+            backend: BackendChoice::Cpu,
+        }
+    }
+}
+
+impl TrainForm {
+    pub fn config(&self) -> Result<TrainConfig, String> {
+        let quote = |s: &str| serde_json::to_string(s).expect("a string serialises");
+        let mut overrides = vec![
+            format!("data.dataset={}", quote(&self.dataset)),
+            format!("loss.name={}", quote(&self.loss)),
+            format!("model.backbone={}", quote(&self.backbone)),
+            format!("run.iterations={}", self.iterations),
+            format!("run.eval_interval={}", self.eval_interval),
+            format!("run.backend={}", quote(&self.backend.to_string())),
+        ];
+        if !self.root.trim().is_empty() {
+            overrides.push(format!("data.root={}", quote(self.root.trim())));
+        }
+        TrainConfig::default().with_overrides(&overrides).map_err(|e| e.to_string())
+    }
+}
+
+/// What the background run reports.
+#[derive(Clone, Debug, Default)]
+pub struct TrainStatus {
+    pub run_dir: PathBuf,
+    pub iteration: u64,
+    pub total: u64,
+    pub loss: Option<f64>,
+    pub last_recall_at_1: Option<f64>,
+    /// Set when the run has ended: how.
+    pub ended: Option<String>,
+}
+
+pub struct BackgroundRun {
+    pub status: Arc<Mutex<TrainStatus>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BackgroundRun {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn finished(&self) -> bool {
+        self.status.lock().expect("status lock").ended.is_some()
+    }
+}
+
+impl Drop for BackgroundRun {
+    fn drop(&mut self) {
+        // Closing the app stops the run at a checkpoint; `dml train --resume` continues it.
+        self.stop();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct Observer {
+    status: Arc<Mutex<TrainStatus>>,
+    ctx: egui::Context,
+}
+
+impl TrainObserver for Observer {
+    fn step(&mut self, report: &StepReport, total: u64) {
+        let mut s = self.status.lock().expect("status lock");
+        s.iteration = report.iteration;
+        s.total = total;
+        s.loss = Some(report.loss);
+        self.ctx.request_repaint();
+    }
+
+    fn evaluated(&mut self, _iteration: u64, evaluation: &Evaluation) {
+        self.status.lock().expect("status lock").last_recall_at_1 = evaluation.metrics.recall_at_k.get(&1).copied();
+        self.ctx.request_repaint();
+    }
+}
+
+/// A fresh run folder under `root`, named by the local time like `dml train`'s.
+fn new_run_dir(root: &Path) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    let mut candidate = root.join(&stamp);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = root.join(format!("{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// Creates the run folder and starts training in it on a background thread.
+pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Result<BackgroundRun, String> {
+    std::fs::create_dir_all(runs_root).map_err(|e| format!("{}: {e}", runs_root.display()))?;
+    let path = new_run_dir(runs_root);
+    let run = RunDir::create(&path, &config).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+    let status = Arc::new(Mutex::new(TrainStatus { run_dir: path, total: config.run.iterations, ..Default::default() }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (report, halt, ctx) = (status.clone(), stop.clone(), ctx.clone());
+    let handle = std::thread::spawn(move || {
+        let ended = (|| -> Result<String, String> {
+            let selected = backend::select(config.run.backend).map_err(|e| e.to_string())?;
+            let mut trainer = Trainer::new(&config, &selected.device).map_err(|e| e.to_string())?;
+            let mut observer = Observer { status: report.clone(), ctx: ctx.clone() };
+            match train::run(&run, &mut trainer, &mut observer, &halt).map_err(|e| e.to_string())? {
+                Outcome::Finished(e) => Ok(format!(
+                    "finished: Recall@1 {:.4}, MAP@R {:.4}",
+                    e.metrics.recall_at_k.get(&1).copied().unwrap_or(0.0),
+                    e.metrics.map_at_r
+                )),
+                Outcome::Stopped(i) => Ok(format!("stopped at iteration {i}; checkpoint saved (dml train --resume continues it)")),
+            }
+        })();
+        report.lock().expect("status lock").ended = Some(ended.unwrap_or_else(|e| format!("failed: {e}")));
+        ctx.request_repaint();
+    });
+    Ok(BackgroundRun { status, stop, handle: Some(handle) })
+}
+
+fn combo(ui: &mut egui::Ui, label: &str, value: &mut String, names: &[&str]) {
+    egui::ComboBox::from_label(label).selected_text(value.as_str()).show_ui(ui, |ui| {
+        for name in names {
+            ui.selectable_value(value, name.to_string(), *name);
+        }
+    });
+}
+
+/// The form and, while a run is going, its progress. Returns a config to start.
+pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&BackgroundRun>) -> Option<TrainConfig> {
+    let mut start = None;
+    if let Some(run) = running {
+        let status = run.status.lock().expect("status lock").clone();
+        ui.label(format!("{}", status.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())));
+        let fraction = if status.total > 0 { status.iteration as f32 / status.total as f32 } else { 0.0 };
+        ui.add(egui::ProgressBar::new(fraction).text(format!("{}/{}", status.iteration, status.total)));
+        if let Some(loss) = status.loss {
+            ui.label(format!("loss {loss:.4}"));
+        }
+        if let Some(r1) = status.last_recall_at_1 {
+            ui.label(format!("last Recall@1 {r1:.4}"));
+        }
+        match &status.ended {
+            Some(how) => {
+                ui.label(how);
+            }
+            None => {
+                if ui.button("Stop").clicked() {
+                    run.stop();
+                }
+            }
+        }
+        if status.ended.is_none() {
+            return None;
+        }
+        ui.separator();
+    }
+    combo(ui, "dataset", &mut form.dataset, &DatasetKind::NAMES);
+    ui.horizontal(|ui| {
+        let label = ui.label("root");
+        ui.text_edit_singleline(&mut form.root).labelled_by(label.id);
+    });
+    combo(ui, "loss", &mut form.loss, &LossConfig::NAMES);
+    combo(ui, "backbone", &mut form.backbone, &BackboneKind::NAMES);
+    ui.add(egui::DragValue::new(&mut form.iterations).range(1..=1_000_000).prefix("iterations "));
+    ui.add(egui::DragValue::new(&mut form.eval_interval).range(0..=1_000_000).prefix("eval every "));
+    egui::ComboBox::from_label("backend").selected_text(form.backend.to_string()).show_ui(ui, |ui| {
+        for choice in [BackendChoice::Cpu, BackendChoice::Auto, BackendChoice::Wgpu] {
+            ui.selectable_value(&mut form.backend, choice, choice.to_string());
+        }
+    });
+    match form.config() {
+        Ok(config) => {
+            if ui.button("Start").clicked() {
+                start = Some(config);
+            }
+        }
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+    }
+    start
+}
