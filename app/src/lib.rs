@@ -255,12 +255,20 @@ impl DmlApp {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.follow(&ctx);
+        // 1, 2, 3 switch panels unless a text field has the keyboard.
+        if !ctx.egui_wants_keyboard_input() {
+            for (key, tab) in [(egui::Key::Num1, Tab::Dashboard), (egui::Key::Num2, Tab::Projection), (egui::Key::Num3, Tab::Retrieval)] {
+                if ctx.input(|i| i.key_pressed(key)) {
+                    self.tab = tab;
+                }
+            }
+        }
         egui::Panel::left("runs").resizable(true).default_size(240.0).show(ui, |ui| self.runs_panel(ui));
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
-                ui.selectable_value(&mut self.tab, Tab::Projection, "Projection");
-                ui.selectable_value(&mut self.tab, Tab::Retrieval, "Retrieval");
+                ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard").on_hover_text("key 1");
+                ui.selectable_value(&mut self.tab, Tab::Projection, "Projection").on_hover_text("key 2");
+                ui.selectable_value(&mut self.tab, Tab::Retrieval, "Retrieval").on_hover_text("key 3");
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     let dark = ui.visuals().dark_mode;
                     if ui.selectable_label(dark, "Dark").clicked() {

@@ -23,6 +23,8 @@ pub struct TrainForm {
     pub iterations: u64,
     pub eval_interval: u64,
     pub backend: BackendChoice,
+    /// More settings, one `section.field=value` per line (loss parameters: `loss.beta=50`).
+    pub extra: String,
 }
 
 impl Default for TrainForm {
@@ -35,6 +37,7 @@ impl Default for TrainForm {
             iterations: 200,
             eval_interval: 100,
             backend: BackendChoice::Cpu,
+            extra: String::new(),
         }
     }
 }
@@ -53,6 +56,7 @@ impl TrainForm {
         if !self.root.trim().is_empty() {
             overrides.push(format!("data.root={}", quote(self.root.trim())));
         }
+        overrides.extend(self.extra.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
         TrainConfig::default().with_overrides(&overrides).map_err(|e| e.to_string())
     }
 }
@@ -201,6 +205,8 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
     combo(ui, "backbone", &mut form.backbone, &BackboneKind::NAMES);
     ui.add(egui::DragValue::new(&mut form.iterations).range(1..=1_000_000).prefix("iterations "));
     ui.add(egui::DragValue::new(&mut form.eval_interval).range(0..=1_000_000).prefix("eval every "));
+    let label = ui.label("more settings (section.field=value per line)");
+    ui.add(egui::TextEdit::multiline(&mut form.extra).desired_rows(2).hint_text("loss.beta=50")).labelled_by(label.id);
     egui::ComboBox::from_label("backend").selected_text(form.backend.to_string()).show_ui(ui, |ui| {
         for choice in [BackendChoice::Cpu, BackendChoice::Auto, BackendChoice::Wgpu] {
             ui.selectable_value(&mut form.backend, choice, choice.to_string());

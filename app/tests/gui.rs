@@ -91,10 +91,19 @@ fn projection_panel() {
 fn retrieval_panel() {
     let mut harness = harness("retrieval", Tab::Retrieval);
     harness.snapshot("retrieval");
-    // The arrow keys step through the queries.
+    // The arrow keys step through the queries; 1, 2, 3 switch panels.
     harness.key_press(egui::Key::ArrowRight);
     harness.run();
     assert_eq!(harness.state().retrieval.query, 1);
+    harness.key_press(egui::Key::ArrowLeft);
+    harness.run();
+    assert_eq!(harness.state().retrieval.query, 0);
+    harness.key_press(egui::Key::Num1);
+    harness.run();
+    assert_eq!(harness.state().tab, Tab::Dashboard);
+    harness.key_press(egui::Key::Num2);
+    harness.run();
+    assert_eq!(harness.state().tab, Tab::Projection);
 }
 
 #[test]
@@ -176,6 +185,7 @@ fn a_training_started_from_the_app_runs_and_opens() {
     let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
     harness.state_mut().form.iterations = 3;
     harness.state_mut().form.eval_interval = 0;
+    harness.state_mut().form.extra = "loss.beta=50\nsampler.k=8".into();
     harness.run();
     harness.get_by_label("New training").click();
     harness.run();
@@ -185,6 +195,8 @@ fn a_training_started_from_the_app_runs_and_opens() {
     let status = harness.state().training.as_ref().unwrap().status.lock().unwrap().clone();
     assert!(status.ended.as_deref().unwrap().starts_with("finished: Recall@1"), "{status:?}");
     assert_eq!(status.run_dir.parent(), Some(root.as_path()));
+    let config = fs::read_to_string(status.run_dir.join("config.toml")).unwrap();
+    assert!(config.contains("beta = 50.0") && config.contains("k = 8"), "{config}");
     let metrics = fs::read_to_string(status.run_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().filter(|l| l.contains("\"loss\"")).count(), 3);
     // The app opened the new run and picks up its test embeddings once written.
