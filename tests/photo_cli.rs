@@ -350,11 +350,16 @@ fn cars_tree(root: &Path) {
             id += 1;
             let rel = format!("car_ims/{id:06}.jpg");
             photo(&root.join(&rel), class % 98, k);
-            let cell = [mat::double(1.0), mat::double(1.0), mat::double(48.0), mat::double(36.0)];
-            let mut row = vec![mat::text(&rel)];
-            row.extend(cell);
-            row.extend([mat::double(class as f64), mat::uint8((k % 2) as u8)]);
-            rows.push(row);
+            // relative_im_path, the bounding box x1 y1 x2 y2, class, test
+            rows.push(vec![
+                mat::text(&rel),
+                mat::double(1.0),
+                mat::double(1.0),
+                mat::double(48.0),
+                mat::double(36.0),
+                mat::double(class as f64),
+                mat::uint8((k % 2) as u8),
+            ]);
         }
     }
     fs::write(root.join("cars_annos.mat"), mat::file(&[mat::structure("annotations", &fields, &rows)], true)).unwrap();

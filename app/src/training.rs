@@ -119,22 +119,10 @@ impl TrainObserver for Observer {
     }
 }
 
-/// A fresh run folder under `root`, named by the local time like `dml train`'s.
-fn new_run_dir(root: &Path) -> PathBuf {
-    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-    let mut candidate = root.join(&stamp);
-    let mut n = 2;
-    while candidate.exists() {
-        candidate = root.join(format!("{stamp}-{n}"));
-        n += 1;
-    }
-    candidate
-}
-
 /// Creates the run folder and starts training in it on a background thread.
 pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Result<BackgroundRun, String> {
     std::fs::create_dir_all(runs_root).map_err(|e| format!("{}: {e}", runs_root.display()))?;
-    let path = new_run_dir(runs_root);
+    let path = RunDir::fresh_path(runs_root);
     let run = RunDir::create(&path, &config).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
     let status = Arc::new(Mutex::new(TrainStatus { run_dir: path, total: config.run.iterations, ..Default::default() }));
     let stop = Arc::new(AtomicBool::new(false));

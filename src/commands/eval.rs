@@ -6,8 +6,8 @@ use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::burn::tensor::{Tensor, TensorData};
 use dml_engine::data::DatasetKind;
-use dml_engine::eval::{RetrievalConfig, nmi_of_embeddings};
-use dml_engine::train::Embedded;
+use dml_engine::eval::nmi_of_embeddings;
+use dml_engine::train::score;
 
 use crate::error::CliError;
 
@@ -55,27 +55,16 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
             config.data.root = root.clone();
         }
     })?;
-    let dim = config.model.dim;
-    let tensor = |e: &Embedded| {
-        Tensor::<2>::from_data(
-            TensorData::new(e.embeddings.clone(), [e.labels.len(), dim]),
-            &device,
-        )
-    };
     let ks: Vec<usize> = match &args.k {
         Some(k) => k.iter().map(|&k| k as usize).collect(),
         None => config.eval.ks.clone(),
     };
-    let retrieval = RetrievalConfig::new(&ks);
-    let metrics = match &query {
-        None => retrieval.evaluate(tensor(&test), &test.labels),
-        Some(query) => {
-            retrieval.evaluate_split(tensor(query), &query.labels, tensor(&test), &test.labels)
-        }
-    };
+    let metrics = score(&ks, &test, query.as_ref(), config.model.dim, &device);
     let labels = &test.labels;
-    let tensor = tensor(&test);
-    let nmi = args.nmi.then(|| nmi_of_embeddings(tensor, labels, 0));
+    let nmi = args.nmi.then(|| {
+        let tensor = Tensor::<2>::from_data(TensorData::new(test.embeddings.clone(), [labels.len(), config.model.dim]), &device);
+        nmi_of_embeddings(tensor, labels, 0)
+    });
     if args.json {
         println!("{}", super::metrics::to_json(&metrics, nmi));
     } else {

@@ -16,7 +16,7 @@ use dml_engine::burn::module::Module;
 use dml_engine::burn::tensor::Device;
 use dml_engine::data::{BadImage, Inputs};
 use dml_engine::model::Embedder;
-use dml_engine::train::{Embedded, RunDir, TrainConfig, embed_part, load_model};
+use dml_engine::train::{Embedded, RunDir, TrainConfig, embed_test, load_model};
 
 use crate::error::CliError;
 
@@ -74,28 +74,10 @@ pub fn embed_test_split(
             .inputs()
             .map_err(|e| CliError::at(&e.path, &e.message))?,
     );
-    let embed = |part: usize| -> Result<Embedded, CliError> {
-        let embedded = embed_part(
-            &model,
-            &inputs,
-            part,
-            config.eval.batch_size,
-            config.data.prefetch,
-            &device,
-        )
-        .map_err(bad_image)?;
-        for bad in &embedded.skipped {
-            eprintln!("warning: skipped {bad}");
-        }
-        Ok(embedded)
-    };
-    let (test, query) = match inputs.test_parts().len() {
-        1 => (embed(0)?, None),
-        _ => {
-            let query = embed(0)?;
-            (embed(1)?, Some(query))
-        }
-    };
+    let (test, query) = embed_test(&model, &inputs, config.eval.batch_size, config.data.prefetch, &device).map_err(bad_image)?;
+    for bad in query.iter().flat_map(|q| &q.skipped).chain(&test.skipped) {
+        eprintln!("warning: skipped {bad}");
+    }
     Ok(TestEmbeddings {
         config,
         inputs,

@@ -60,9 +60,6 @@ pub fn run(args: ProjectArgs) -> Result<(), CliError> {
     if n < 2 || d == 0 {
         return Err(CliError::at(&path, format!("{n} × {d} embeddings: a map needs at least 2 points")));
     }
-    if matrix.data.iter().any(|v| !v.is_finite()) {
-        return Err(CliError::at(&path, "contains NaN or infinite values"));
-    }
     let data: Vec<f32> = matrix.data.iter().map(|&v| v as f32).collect();
     let started = Instant::now();
     let map: Vec<f64> = match args.method {

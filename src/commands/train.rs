@@ -183,18 +183,6 @@ fn stop_on_ctrl_c() {
 #[cfg(not(unix))]
 fn stop_on_ctrl_c() {}
 
-fn default_run_dir() -> PathBuf {
-    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-    let base = Path::new("runs").join(&stamp);
-    let mut candidate = base.clone();
-    let mut n = 2;
-    while candidate.exists() {
-        candidate = Path::new("runs").join(format!("{stamp}-{n}"));
-        n += 1;
-    }
-    candidate
-}
-
 fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     let mut config = match &args.config {
         Some(path) => {
@@ -237,7 +225,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 print!("{}", config.to_toml());
                 return Ok(());
             }
-            let dir = args.run_dir.clone().unwrap_or_else(default_run_dir);
+            let dir = args.run_dir.clone().unwrap_or_else(|| RunDir::fresh_path(Path::new("runs")));
             let run =
                 RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
             (run, config, None)

@@ -74,6 +74,11 @@ pub struct ImageTransform {
 }
 
 impl ImageTransform {
+    /// `[channels, height, width]` of one output image.
+    pub fn item_shape(&self) -> [usize; 3] {
+        [3, self.crop as usize, self.crop as usize]
+    }
+
     /// Floats per image in the output buffer.
     pub fn len(&self) -> usize {
         3 * (self.crop as usize).pow(2)

@@ -87,14 +87,6 @@ impl Inputs {
         }
     }
 
-    /// Channels of the network input.
-    pub fn channels(&self) -> usize {
-        match self {
-            Inputs::Grey { .. } => 1,
-            Inputs::Files { .. } => 3,
-        }
-    }
-
     pub fn train_labels(&self) -> &[i64] {
         match self {
             Inputs::Grey { split, .. } => &split.train.labels,
@@ -195,7 +187,7 @@ impl Inputs {
                     })
                     .collect();
                 let labels: Vec<i64> = indices.iter().map(|&i| dataset.train.labels[i]).collect();
-                assemble(views, labels, transform, *skip_bad, true)
+                assemble(views, labels, transform.item_shape(), *skip_bad, true)
             }
         }
     }
@@ -229,7 +221,7 @@ impl Inputs {
                 assemble(
                     views,
                     list.labels[items].to_vec(),
-                    transform,
+                    transform.item_shape(),
                     *skip_bad,
                     false,
                 )
@@ -296,23 +288,12 @@ impl InputFormat {
                 })
             })
             .collect();
-        let mut batch = Batch::default();
-        let mut kept = Vec::new();
-        for (i, view) in views.into_iter().enumerate() {
-            match view {
-                Ok(pixels) => {
-                    batch.pixels.extend(pixels);
-                    batch.labels.push(0);
-                    kept.push(i);
-                }
-                Err(bad) if skip_bad => batch.skipped.push(bad),
-                Err(bad) => return Err(bad),
-            }
-        }
-        batch.shape = match self {
-            InputFormat::Grey { height, width, .. } => [kept.len(), 1, *height, *width],
-            InputFormat::Photo(t) => [kept.len(), 3, t.crop as usize, t.crop as usize],
+        let kept: Vec<usize> = views.iter().enumerate().filter(|(_, v)| v.is_ok()).map(|(i, _)| i).collect();
+        let shape = match self {
+            InputFormat::Grey { height, width, .. } => [1, *height, *width],
+            InputFormat::Photo(t) => t.item_shape(),
         };
+        let batch = assemble(views, vec![0; paths.len()], shape, skip_bad, false)?;
         Ok((batch, kept))
     }
 }
@@ -346,13 +327,12 @@ fn grey_batch(
 fn assemble(
     views: Vec<Result<Vec<f32>, BadImage>>,
     labels: Vec<i64>,
-    transform: &ImageTransform,
+    [channels, height, width]: [usize; 3],
     skip_bad: bool,
     substitute: bool,
 ) -> Result<Batch, BadImage> {
-    let crop = transform.crop as usize;
     let mut batch = Batch {
-        pixels: Vec::with_capacity(views.len() * transform.len()),
+        pixels: Vec::with_capacity(views.len() * channels * height * width),
         ..Default::default()
     };
     for (i, view) in views.iter().enumerate() {
@@ -379,7 +359,7 @@ fn assemble(
             Err(bad) => return Err(bad.clone()),
         }
     }
-    batch.shape = [batch.labels.len(), 3, crop, crop];
+    batch.shape = [batch.labels.len(), channels, height, width];
     Ok(batch)
 }
 

@@ -63,56 +63,41 @@ pub fn embed_part(
     Ok(out)
 }
 
-/// Recall@K, MAP@R and R-Precision of `model` on the test classes of `inputs`: leave-one-out
-/// over the test split, or queries against the gallery.
-pub fn evaluate(
+/// The test classes embedded: `(test, None)` for leave-one-out datasets, `(gallery, Some(query))`
+/// for query/gallery ones.
+pub fn embed_test(
     model: &Embedder,
     inputs: &Arc<Inputs>,
-    config: &TrainConfig,
+    batch_size: usize,
+    prefetch: usize,
     device: &Device,
-) -> Result<Evaluation, BadImage> {
-    let dim = config.model.dim;
-    let (batch, prefetch) = (config.eval.batch_size, config.data.prefetch);
-    let tensor = |e: &Embedded| {
-        Tensor::<2>::from_data(
-            TensorData::new(e.embeddings.clone(), [e.labels.len(), dim]),
-            device,
-        )
-    };
-    let retrieval = RetrievalConfig::new(&config.eval.ks);
+) -> Result<(Embedded, Option<Embedded>), BadImage> {
     if inputs.test_parts().len() == 1 {
-        let test = embed_part(model, inputs, 0, batch, prefetch, device)?;
-        let metrics = retrieval.evaluate(tensor(&test), &test.labels);
-        Ok(Evaluation {
-            metrics,
-            embeddings: test.embeddings,
-            dim,
-            labels: test.labels,
-            query: None,
-            skipped: test.skipped,
-        })
+        Ok((embed_part(model, inputs, 0, batch_size, prefetch, device)?, None))
     } else {
-        let query = embed_part(model, inputs, 0, batch, prefetch, device)?;
-        let gallery = embed_part(model, inputs, 1, batch, prefetch, device)?;
-        let metrics = retrieval.evaluate_split(
-            tensor(&query),
-            &query.labels,
-            tensor(&gallery),
-            &gallery.labels,
-        );
-        let skipped = query
-            .skipped
-            .iter()
-            .chain(&gallery.skipped)
-            .cloned()
-            .collect();
-        Ok(Evaluation {
-            metrics,
-            embeddings: gallery.embeddings,
-            dim,
-            labels: gallery.labels,
-            query: Some(query),
-            skipped,
-        })
+        let query = embed_part(model, inputs, 0, batch_size, prefetch, device)?;
+        let gallery = embed_part(model, inputs, 1, batch_size, prefetch, device)?;
+        Ok((gallery, Some(query)))
     }
+}
+
+/// Recall@K, MAP@R and R-Precision: leave-one-out over `test`, or `query` ranked against `test`
+/// as the gallery.
+pub fn score(ks: &[usize], test: &Embedded, query: Option<&Embedded>, dim: usize, device: &Device) -> RetrievalMetrics {
+    let tensor = |e: &Embedded| Tensor::<2>::from_data(TensorData::new(e.embeddings.clone(), [e.labels.len(), dim]), device);
+    let retrieval = RetrievalConfig::new(ks);
+    match query {
+        None => retrieval.evaluate(tensor(test), &test.labels),
+        Some(query) => retrieval.evaluate_split(tensor(query), &query.labels, tensor(test), &test.labels),
+    }
+}
+
+/// Recall@K, MAP@R and R-Precision of `model` on the test classes of `inputs`: leave-one-out
+/// over the test split, or queries against the gallery. `model` should be in inference mode.
+pub fn evaluate(model: &Embedder, inputs: &Arc<Inputs>, config: &TrainConfig, device: &Device) -> Result<Evaluation, BadImage> {
+    let dim = config.model.dim;
+    let (test, query) = embed_test(model, inputs, config.eval.batch_size, config.data.prefetch, device)?;
+    let metrics = score(&config.eval.ks, &test, query.as_ref(), dim, device);
+    let skipped = query.iter().flat_map(|q| &q.skipped).chain(&test.skipped).cloned().collect();
+    Ok(Evaluation { metrics, embeddings: test.embeddings, dim, labels: test.labels, query, skipped })
 }

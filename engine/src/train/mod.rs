@@ -16,7 +16,7 @@ pub use config::{
     AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind,
     RunConfig, SamplerConfig, TrainConfig,
 };
-pub use evaluation::{Embedded, Evaluation, embed_part, evaluate};
+pub use evaluation::{Embedded, Evaluation, embed_part, embed_test, evaluate, score};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
 pub use trainer::{StepReport, TrainError, Trainer};
 

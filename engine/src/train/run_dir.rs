@@ -79,6 +79,19 @@ pub struct RunDir {
 impl RunDir {
     /// Creates the folder for a new run and writes its `config.toml`; refuses a folder that
     /// already holds a run.
+    /// A folder under `root` for a new run, named by the local time (`2026-11-27_21-35-12`, with
+    /// `-2`, `-3`, … when that exists already).
+    pub fn fresh_path(root: &Path) -> PathBuf {
+        let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+        let mut candidate = root.join(&stamp);
+        let mut n = 2;
+        while candidate.exists() {
+            candidate = root.join(format!("{stamp}-{n}"));
+            n += 1;
+        }
+        candidate
+    }
+
     pub fn create(path: &Path, config: &TrainConfig) -> Result<Self, RunDirError> {
         let run = Self {
             path: path.to_path_buf(),

@@ -103,7 +103,7 @@ impl Trainer {
         let device = device.clone().autodiff();
         let model = config
             .model
-            .init_seeded(inputs.channels(), config.run.seed, &device);
+            .init_seeded(config.in_channels(), config.run.seed, &device);
         Ok(Self {
             config: config.clone(),
             loss: config.loss.init(&device),
