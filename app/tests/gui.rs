@@ -118,20 +118,71 @@ fn light_theme() {
 #[test]
 fn clicking_a_point_makes_it_the_retrieval_query() {
     let mut harness = harness("click", Tab::Projection);
+    let (target, position) = isolated_point(&mut harness);
+    harness.hover_at(position);
+    harness.run();
+    harness.drag_at(position);
+    harness.drop_at(position);
+    harness.run();
+    assert_eq!(harness.state().tab, Tab::Retrieval);
+    assert_eq!(harness.state().retrieval.query, target);
+}
+
+/// A point of the map with no other within the 6-pixel pick radius, so pointing at it is unambiguous.
+fn isolated_point(harness: &mut Harness<'static, DmlApp>) -> (usize, egui::Pos2) {
     let n = harness.state().projection.points.len();
-    // A point with no other within the 6-pixel pick radius, so the click is unambiguous.
     let positions: Vec<egui::Pos2> = (0..n).map(|i| harness.state_mut().projection.screen_position(i).unwrap()).collect();
     let target = (0..n)
         .rev()
         .find(|&i| positions.iter().enumerate().all(|(j, p)| j == i || p.distance(positions[i]) > 7.0))
         .expect("an isolated point");
-    harness.hover_at(positions[target]);
+    (target, positions[target])
+}
+
+#[test]
+fn hovering_a_point_shows_its_label() {
+    let mut harness = harness("hover", Tab::Projection);
+    let (target, position) = isolated_point(&mut harness);
+    let label = harness.state().run().unwrap().embeddings.as_ref().unwrap().labels[target];
+    let text = format!("#{target}  {}", harness.state().run().unwrap().class_name(label));
+    assert!(harness.query_by_label(&text).is_none());
+    harness.hover_at(position);
     harness.run();
-    harness.drag_at(positions[target]);
-    harness.drop_at(positions[target]);
+    harness.get_by_label(&text);
+    // Away from every point the tooltip goes.
+    harness.hover_at(egui::pos2(5.0, 795.0));
     harness.run();
-    assert_eq!(harness.state().tab, Tab::Retrieval);
-    assert_eq!(harness.state().retrieval.query, target);
+    assert!(harness.query_by_label(&text).is_none());
+}
+
+#[test]
+fn tsne_map_animates_while_it_runs() {
+    let mut harness = harness("tsne", Tab::Projection);
+    harness.get_by_label("t-SNE").click();
+    harness.run();
+    harness.state_mut().projection.tsne.iterations = 150;
+    harness.get_by_label("Compute").click();
+    harness.step();
+    assert!(harness.state().projection.running());
+    // Each frame shows the worker's latest map: record the distinct ones until it finishes.
+    let mut frames: Vec<(String, Vec<[f32; 2]>)> = Vec::new();
+    let start = std::time::Instant::now();
+    while harness.state().projection.running() {
+        assert!(start.elapsed().as_secs() < 300, "t-SNE did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        harness.step();
+        let projection = &harness.state().projection;
+        if frames.last().is_none_or(|(status, _)| *status != projection.status) {
+            frames.push((projection.status.clone(), projection.points.clone()));
+        }
+    }
+    let intermediate: Vec<&(String, Vec<[f32; 2]>)> = frames.iter().filter(|(s, _)| s.contains(" of 150")).collect();
+    assert!(intermediate.len() >= 3, "{:?}", frames.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert!(intermediate.windows(2).all(|w| w[0].1 != w[1].1), "consecutive frames show different maps");
+    let (last, map) = frames.last().unwrap();
+    assert!(last.starts_with("t-SNE: 150 iterations, KL divergence"), "{last}");
+    assert_eq!(map.len(), 5000);
+    assert!(map.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
 }
 
 /// The README's screenshots, from a real run: `DML_SCREENSHOT_RUN=runs/<run> cargo test --release
