@@ -220,6 +220,22 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
     let sprite = fs::read(projector.join("sprite.png")).unwrap();
     // IHDR: width, height (5 × 64 pixels: 24 thumbnails on a 5-wide grid), 8 bits, colour type 2 (RGB).
     assert_eq!(&sprite[16..26], &[0, 0, 1, 64, 0, 0, 1, 64, 8, 2]);
+
+    // `dml export --web`: photos as JPEG squares of the test resize (their centre crop is the test
+    // view); too few for t-SNE, so the map is PCA's.
+    let web = dir.join("web");
+    ok(&dml(&["export", "--run", run_dir.to_str().unwrap(), "--web", web.to_str().unwrap()]));
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(web.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["map"], "PCA");
+    let images = manifest["images"].as_array().unwrap();
+    assert_eq!(images.len(), 24);
+    let config = dml_engine::train::TrainConfig::from_toml(&fs::read_to_string(run_dir.join("config.toml")).unwrap()).unwrap();
+    let side = config.augment.resize;
+    for image in images {
+        let decoded = dml_engine::image::open(web.join(image.as_str().unwrap())).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (side, side));
+    }
+    assert_eq!(npy::read_matrix(&web.join("map.npy")).unwrap().rows, 24);
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dml_engine::npy;
 use serde_json::Value;
 
 mod common;
@@ -135,6 +136,39 @@ fn shortened_default_run_improves_recall_and_writes_the_run_folder() {
     let pbtxt = fs::read_to_string(projector.join("projector_config.pbtxt")).unwrap();
     for needle in ["tensor_path: \"vectors.tsv\"", "metadata_path: \"metadata.tsv\"", "image_path: \"sprite.png\"", "single_image_dim: 28"] {
         assert!(pbtxt.contains(needle), "{pbtxt}");
+    }
+
+    // `dml export --web`: a gallery spread over the test split, with the run's own embeddings,
+    // labels, a t-SNE map, the model, and images that embed back to their rows.
+    let web = dir.join("web");
+    let out = run(&["export", "--run", run_dir.to_str().unwrap(), "--web", web.to_str().unwrap(), "--gallery", "700", "--backend", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(web.join("manifest.json")).unwrap()).unwrap();
+    let rows: Vec<usize> = manifest["test_rows"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap() as usize).collect();
+    assert_eq!(rows.len(), 700);
+    assert!(rows.windows(2).all(|w| w[1] - w[0] >= 7 && w[1] - w[0] <= 8), "evenly spaced over 5,000");
+    assert_eq!((manifest["dim"].as_u64(), manifest["map"].as_str()), (Some(64), Some("t-SNE")));
+    assert_eq!(manifest["classes"]["9"], "Ankle boot");
+    let all = npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap();
+    let all_labels = npy::read_labels(&run_dir.join("labels.npy")).unwrap();
+    let gallery = npy::read_matrix(&web.join("gallery.npy")).unwrap();
+    assert_eq!((gallery.rows, gallery.cols), (700, 64));
+    for (g, &r) in rows.iter().enumerate() {
+        assert_eq!(gallery.data[g * 64..(g + 1) * 64], all.data[r * 64..(r + 1) * 64]);
+    }
+    let labels = npy::read_labels(&web.join("labels.npy")).unwrap();
+    assert_eq!(labels, rows.iter().map(|&r| all_labels[r]).collect::<Vec<_>>());
+    let map = npy::read_matrix(&web.join("map.npy")).unwrap();
+    assert_eq!((map.rows, map.cols), (700, 2));
+    assert_eq!(fs::read(web.join("model.bpk")).unwrap(), fs::read(run_dir.join("model.bpk")).unwrap());
+    let images: Vec<PathBuf> = manifest["images"].as_array().unwrap().iter().map(|p| web.join(p.as_str().unwrap())).collect();
+    let again = dir.join("again.npy");
+    let out = run(&["embed", "--run", run_dir.to_str().unwrap(), "--images", images[0].to_str().unwrap(), images[699].to_str().unwrap(), "--out", again.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = npy::read_matrix(&again).unwrap();
+    for (a, g) in [(0, 0), (1, 699)] {
+        let diff = (0..64).map(|j| (again.data[a * 64 + j] - gallery.data[g * 64 + j]).abs()).fold(0.0, f64::max);
+        assert!(diff < 1e-5, "gallery image {g} embeds back to its row (max diff {diff})");
     }
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 /// The backend a user asks for.
@@ -75,6 +75,7 @@ pub struct AdapterInfo {
 
 /// Lists the adapters wgpu can see. Software rasterisers (lavapipe, SwiftShader, WARP) are
 /// reported with `hardware: false`.
+#[cfg(feature = "wgpu")]
 pub fn wgpu_adapters() -> Vec<AdapterInfo> {
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     // Vulkan, Metal, DX12 and WebGPU only: probing OpenGL through EGL prints warnings on headless
@@ -99,6 +100,26 @@ pub fn wgpu_adapters() -> Vec<AdapterInfo> {
 pub fn select(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
     match choice {
         BackendChoice::Cpu => Ok(cpu()),
+        BackendChoice::Wgpu | BackendChoice::Auto => wgpu_or_auto(choice),
+        BackendChoice::Cuda => cuda(),
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_or_auto(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
+    match choice {
+        BackendChoice::Auto => {
+            let mut selected = cpu();
+            selected.description.push_str(" (auto: built without wgpu)");
+            Ok(selected)
+        }
+        _ => Err(BackendError("this build of dml has no wgpu support; rebuild with the `wgpu` feature".into())),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_or_auto(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
+    match choice {
         BackendChoice::Wgpu => {
             let adapters = wgpu_adapters();
             let Some(best) = adapters.iter().find(|a| a.hardware).or_else(|| adapters.first()) else {
@@ -109,7 +130,7 @@ pub fn select(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
                 ));
             };
             Ok(SelectedBackend {
-                device: Device::wgpu(DeviceKind::DefaultDevice),
+                device: Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
                 choice,
                 description: format!(
                     "wgpu on {} ({}{})",
@@ -123,7 +144,7 @@ pub fn select(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
             let adapters = wgpu_adapters();
             match adapters.iter().find(|a| a.hardware) {
                 Some(gpu) => Ok(SelectedBackend {
-                    device: Device::wgpu(DeviceKind::DefaultDevice),
+                    device: Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
                     choice: BackendChoice::Wgpu,
                     description: format!("wgpu on {} ({}; auto: hardware adapter found)", gpu.name, gpu.api),
                 }),
@@ -134,7 +155,7 @@ pub fn select(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
                 }
             }
         }
-        BackendChoice::Cuda => cuda(),
+        _ => unreachable!("only wgpu and auto come here"),
     }
 }
 

@@ -185,7 +185,12 @@ pub struct Matrix {
 
 /// Reads a float32/float64 `[n, d]` array; NaN or infinite entries are an error.
 pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
-    let raw = parse(&fs::read(path)?)?;
+    parse_matrix(&fs::read(path)?)
+}
+
+/// [`read_matrix`] of the bytes of a `.npy` file.
+pub fn parse_matrix(bytes: &[u8]) -> Result<Matrix, NpyError> {
+    let raw = parse(bytes)?;
     if matches!(raw.kind, Kind::I32 | Kind::I64) {
         let descr = if raw.kind == Kind::I32 { "int32" } else { "int64" };
         return Err(NpyError::Dtype(descr.into(), "float32 or float64 embeddings"));
@@ -210,7 +215,12 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
 
 /// Reads an int32/int64 `[n]` label array.
 pub fn read_labels(path: &Path) -> Result<Vec<i64>, NpyError> {
-    let raw = parse(&fs::read(path)?)?;
+    parse_labels(&fs::read(path)?)
+}
+
+/// [`read_labels`] of the bytes of a `.npy` file.
+pub fn parse_labels(bytes: &[u8]) -> Result<Vec<i64>, NpyError> {
+    let raw = parse(bytes)?;
     if matches!(raw.kind, Kind::F32 | Kind::F64) {
         let descr = if raw.kind == Kind::F32 { "float32" } else { "float64" };
         return Err(NpyError::Dtype(descr.into(), "int32 or int64 labels"));

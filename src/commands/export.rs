@@ -1,4 +1,5 @@
-//! `dml export --projector`: the test split's embeddings as TensorFlow Embedding Projector files.
+//! `dml export`: the test split's embeddings as TensorFlow Embedding Projector files
+//! (`--projector`), and the browser demo's data (`--web`, in export_web.rs).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -9,18 +10,28 @@ use dml_engine::backend::BackendChoice;
 use dml_engine::data::{GreyImages, Inputs, image_file};
 use dml_engine::image::{RgbImage, imageops};
 use dml_engine::npy::write_atomically;
+use dml_engine::train::{Embedded, TrainConfig};
 use rayon::prelude::*;
 
 use crate::error::CliError;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["projector", "web"])))]
 pub struct ExportArgs {
     /// The run folder (config.toml + model.bpk).
     #[arg(long, value_name = "RUN_DIR")]
     run: PathBuf,
     /// Write vectors.tsv, metadata.tsv, sprite.png and projector_config.pbtxt into this folder.
     #[arg(long, value_name = "DIR")]
-    projector: PathBuf,
+    projector: Option<PathBuf>,
+    /// Write the browser demo's data into this folder (serve it as `data/` beside the page built
+    /// by web/build.sh, e.g. `--web web/dist/data`): the model, gallery images, their
+    /// embeddings, labels and 2-D map.
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+    /// Gallery images in the web export: evenly spaced over the test split.
+    #[arg(long, default_value_t = 1000)]
+    gallery: usize,
     /// Leave out test images that cannot be read (each is reported) instead of stopping.
     #[arg(long)]
     skip_bad_images: bool,
@@ -40,9 +51,36 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
     } = super::embed_test_split(&args.run, args.backend, |c| {
         c.data.skip_bad_images |= args.skip_bad_images
     })?;
-    let (embeddings, dim) = (&test.embeddings, config.model.dim);
+    // The rows of the embeddings, as files, for photo datasets: the test files that were read.
+    let files: Option<Vec<PathBuf>> = match inputs.as_ref() {
+        Inputs::Grey { .. } => None,
+        Inputs::Files { .. } => {
+            let skipped: HashSet<&Path> = test.skipped.iter().map(|b| b.path.as_path()).collect();
+            Some(
+                (0..inputs.test_parts()[0].labels.len())
+                    .filter_map(|i| inputs.test_file(0, i))
+                    .filter(|p| !skipped.contains(p.as_path()))
+                    .collect(),
+            )
+        }
+    };
+    if let Some(out) = &args.projector {
+        projector(out, &config, inputs.as_ref(), &test, files.as_deref())?;
+    }
+    if let Some(out) = &args.web {
+        super::export_web::write(out, &args.run, &config, inputs.as_ref(), &test, files.as_deref(), args.gallery)?;
+    }
+    Ok(())
+}
 
-    let out = &args.projector;
+fn projector(
+    out: &Path,
+    config: &TrainConfig,
+    inputs: &Inputs,
+    test: &Embedded,
+    files: Option<&[PathBuf]>,
+) -> Result<(), CliError> {
+    let (embeddings, dim) = (&test.embeddings, config.model.dim);
     std::fs::create_dir_all(out).map_err(|e| CliError::at(out, e))?;
     let write = |name: &str, bytes: &[u8]| -> Result<(), CliError> {
         let path = out.join(name);
@@ -65,21 +103,15 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
     write("metadata.tsv", metadata.as_bytes())?;
 
     let sprite_path = out.join("sprite.png");
-    let sprite = match inputs.as_ref() {
-        Inputs::Grey { split, .. } => {
+    let sprite = match (inputs, files) {
+        (Inputs::Grey { split, .. }, _) => {
             let sprite = sprite_sheet(&split.test);
             dml_engine::png::write_grey(&sprite_path, sprite.side, sprite.side, &sprite.pixels)
                 .map_err(|e| CliError::at(&sprite_path, e))?;
             sprite
         }
-        Inputs::Files { .. } => {
-            // The rows of vectors.tsv: the test files that were read.
-            let skipped: HashSet<&Path> = test.skipped.iter().map(|b| b.path.as_path()).collect();
-            let files: Vec<PathBuf> = (0..inputs.test_parts()[0].labels.len())
-                .filter_map(|i| inputs.test_file(0, i))
-                .filter(|p| !skipped.contains(p.as_path()))
-                .collect();
-            let (sprite, image) = photo_sprite(&files);
+        (Inputs::Files { .. }, files) => {
+            let (sprite, image) = photo_sprite(files.expect("photo datasets list their files"));
             image
                 .save(&sprite_path)
                 .map_err(|e| CliError::at(&sprite_path, e))?;

@@ -2,6 +2,7 @@ pub mod data;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod export_web;
 pub mod gui;
 pub mod metrics;
 mod progress;

@@ -38,17 +38,38 @@ impl Normalization {
     };
 }
 
+/// Largest width or height decoded: a bigger image is refused before its pixels are allocated.
+pub const MAX_SIDE: u32 = 16384;
+
 /// Decodes an image file (any format the `image` crate was built with) to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, String> {
-    // Decoder messages can span lines; dml's errors are one line.
-    let one_line = |e: String| e.split_whitespace().collect::<Vec<_>>().join(" ");
     let reader = image::ImageReader::open(path).map_err(|e| one_line(e.to_string()))?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|e| one_line(e.to_string()))?;
-    let image = reader
-        .decode()
-        .map_err(|e| one_line(format!("cannot decode: {e}")))?;
+    decode_reader(reader)
+}
+
+/// [`decode`] of an image file's bytes.
+pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_reader(image::ImageReader::new(std::io::Cursor::new(bytes)))
+}
+
+// Decoder messages can span lines; dml's errors are one line.
+fn one_line(e: String) -> String {
+    e.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>) -> Result<RgbImage, String> {
+    let mut reader = reader.with_guessed_format().map_err(|e| one_line(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err("not an image (no known image format)".into());
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!("image too large (at most {MAX_SIDE} pixels a side)"),
+        e => one_line(format!("cannot decode: {e}")),
+    })?;
     if image.width() == 0 || image.height() == 0 {
         return Err("empty image".into());
     }

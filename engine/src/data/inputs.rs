@@ -259,42 +259,72 @@ impl InputFormat {
                     path: path.clone(),
                     message,
                 })?;
-                Ok(match self {
-                    InputFormat::Grey {
-                        height,
-                        width,
-                        transform,
-                    } => {
-                        let grey = image::DynamicImage::ImageRgb8(image).to_luma8();
-                        let resized = image::imageops::resize(
-                            &grey,
-                            *width as u32,
-                            *height as u32,
-                            image::imageops::FilterType::Triangle,
-                        );
-                        let one = GreyImages {
-                            height: *height,
-                            width: *width,
-                            pixels: resized.into_raw(),
-                            labels: vec![0],
-                        };
-                        transform.batch(&one, &[0], None)
-                    }
-                    InputFormat::Photo(transform) => {
-                        let mut out = Vec::with_capacity(transform.len());
-                        transform.write_chw(&transform.test_view(&image), &mut out);
-                        out
-                    }
-                })
+                Ok(self.view(image))
             })
             .collect();
         let kept: Vec<usize> = views.iter().enumerate().filter(|(_, v)| v.is_ok()).map(|(i, _)| i).collect();
-        let shape = match self {
+        let batch = assemble(views, vec![0; paths.len()], self.item_shape(), skip_bad, false)?;
+        Ok((batch, kept))
+    }
+
+    /// An image file's bytes as a batch of one (label 0); the error says why it is not an image.
+    pub fn read_bytes(&self, bytes: &[u8]) -> Result<Batch, String> {
+        let image = image_file::decode_bytes(bytes)?;
+        Ok(self.batch_of_one(self.view(image)))
+    }
+
+    /// 8-bit RGB pixels (a canvas, say) as a batch of one.
+    pub fn read_rgb(&self, image: image::RgbImage) -> Batch {
+        self.batch_of_one(self.view(image))
+    }
+
+    fn batch_of_one(&self, pixels: Vec<f32>) -> Batch {
+        let [c, h, w] = self.item_shape();
+        Batch {
+            pixels,
+            shape: [1, c, h, w],
+            labels: vec![0],
+            skipped: Vec::new(),
+        }
+    }
+
+    /// `[channels, height, width]` of one network input.
+    pub fn item_shape(&self) -> [usize; 3] {
+        match self {
             InputFormat::Grey { height, width, .. } => [1, *height, *width],
             InputFormat::Photo(t) => t.item_shape(),
-        };
-        let batch = assemble(views, vec![0; paths.len()], shape, skip_bad, false)?;
-        Ok((batch, kept))
+        }
+    }
+
+    /// The test-time network input of one decoded image.
+    pub fn view(&self, image: image::RgbImage) -> Vec<f32> {
+        match self {
+            InputFormat::Grey {
+                height,
+                width,
+                transform,
+            } => {
+                let grey = image::DynamicImage::ImageRgb8(image).to_luma8();
+                let resized = image::imageops::resize(
+                    &grey,
+                    *width as u32,
+                    *height as u32,
+                    image::imageops::FilterType::Triangle,
+                );
+                let one = GreyImages {
+                    height: *height,
+                    width: *width,
+                    pixels: resized.into_raw(),
+                    labels: vec![0],
+                };
+                transform.batch(&one, &[0], None)
+            }
+            InputFormat::Photo(transform) => {
+                let mut out = Vec::with_capacity(transform.len());
+                transform.write_chw(&transform.test_view(&image), &mut out);
+                out
+            }
+        }
     }
 }
 

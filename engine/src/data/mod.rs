@@ -42,6 +42,11 @@ impl DatasetKind {
     pub const NAMES: [&'static str; 6] =
         ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder"];
 
+    /// The name in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
     /// The on-disk format of a photo dataset; `None` for the bundled grey images.
     pub fn files(self) -> Option<FileDataset> {
         match self {

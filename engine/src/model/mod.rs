@@ -30,6 +30,11 @@ pub enum BackboneKind {
 
 impl BackboneKind {
     pub const NAMES: [&'static str; 4] = ["small-cnn", "resnet18", "resnet50", "bn-inception"];
+
+    /// The name in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 impl std::str::FromStr for BackboneKind {
@@ -174,6 +179,17 @@ impl Embedder {
         }
         let x = Tensor::<4>::from_data(TensorData::new(batch.pixels.clone(), batch.shape), device);
         self.forward(x).into_data().iter::<f32>().collect()
+    }
+
+    /// [`Embedder::embed_batch`] for devices that cannot block on a read-back (WebGPU in a
+    /// browser).
+    pub async fn embed_batch_async(&self, batch: &crate::data::Batch, device: &Device) -> Result<Vec<f32>, String> {
+        if batch.labels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(batch.pixels.clone(), batch.shape), device);
+        let data = self.forward(x).into_data_async().await.map_err(|e| format!("{e:?}"))?;
+        Ok(data.iter::<f32>().collect())
     }
 
     /// `[batch, channels, height, width]` → unit-length embeddings `[batch, dim]`.

@@ -36,16 +36,26 @@ pub fn load_model(
             message: "no model saved yet".into(),
         });
     }
-    let fail = |e: burn::store::RecordError| RunDirError {
+    let bytes = std::fs::read(&path).map_err(|e| RunDirError {
         path: path.clone(),
         message: e.to_string(),
-    };
-    let record = burn::store::ModuleRecord::load(&path).map_err(fail)?;
+    })?;
+    model_from_bytes(config, bytes, device).map_err(|message| RunDirError { path, message })
+}
+
+/// A model of `config` with the weights of a `model.bpk` file's bytes (Burn's burnpack record).
+pub fn model_from_bytes(
+    config: &TrainConfig,
+    bytes: Vec<u8>,
+    device: &burn::tensor::Device,
+) -> Result<Embedder, String> {
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| e.to_string())?;
     config
         .model
         .init_seeded(config.in_channels(), config.run.seed, device)
         .try_load_record(record)
-        .map_err(fail)
+        .map_err(|e| e.to_string())
 }
 
 /// What the loop reports while it runs (a progress bar, a GUI, a test).

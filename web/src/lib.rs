@@ -1,0 +1,194 @@
+//! dml's in-browser demo: a run exported by `dml export --web` embeds images in the page with the
+//! same Burn model and the same preprocessing as native `dml embed`, on WebGPU where the browser
+//! offers it, otherwise on Burn's CPU backend compiled to WebAssembly.
+
+pub mod gallery;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use burn::module::Module;
+use dml_engine::data::{Batch, InputFormat};
+use dml_engine::image::RgbImage;
+use dml_engine::model::Embedder;
+use dml_engine::train::{TrainConfig, model_from_bytes};
+use gallery::Gallery;
+use wasm_bindgen::prelude::*;
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the message of a panic for [`last_panic`]: in the page a panic surfaces only as a
+/// `RuntimeError: unreachable`, which says nothing of its cause.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
+    }));
+}
+
+/// The message of the latest panic, if any.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow_mut().take())
+}
+
+struct Inner {
+    model: Embedder,
+    device: Device,
+    format: InputFormat,
+    gallery: Gallery,
+    backend: String,
+}
+
+/// A loaded model and gallery.
+#[wasm_bindgen]
+pub struct Demo {
+    inner: Rc<Inner>,
+}
+
+/// Loads the exported run: `config` (config.toml), `model` (model.bpk), and the gallery's
+/// embeddings, labels and map (`.npy`). With `webgpu`, tries the browser's WebGPU first and falls
+/// back to the CPU backend when it is missing or fails.
+#[wasm_bindgen(js_name = loadDemo)]
+pub async fn load_demo(
+    config: String,
+    model: Vec<u8>,
+    embeddings: Vec<u8>,
+    labels: Vec<u8>,
+    map: Vec<u8>,
+    webgpu: bool,
+) -> Result<Demo, JsError> {
+    let config = TrainConfig::from_toml(&config).map_err(|e| JsError::new(&format!("config.toml: {e}")))?;
+    let gallery = Gallery::from_npy(&embeddings, &labels, &map).map_err(|e| JsError::new(&e))?;
+    if gallery.dim != config.model.dim {
+        return Err(JsError::new(&format!(
+            "gallery.npy has {}-dimensional embeddings, the model {}",
+            gallery.dim, config.model.dim
+        )));
+    }
+    let (device, backend, on_gpu) = select_device(webgpu).await;
+    let model = model_from_bytes(&config, model, &device)
+        .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
+        .valid();
+    let format = config.input_format();
+    let inner = Inner {
+        model,
+        device,
+        format,
+        gallery,
+        backend,
+    };
+    // A first forward pass compiles the GPU kernels, so that the user's first query is not the
+    // slow one; the CPU backend has nothing to prepare.
+    if on_gpu {
+        let [c, h, w] = inner.format.item_shape();
+        let warm = Batch {
+            pixels: vec![0.0; c * h * w],
+            shape: [1, c, h, w],
+            labels: vec![0],
+            skipped: Vec::new(),
+        };
+        inner
+            .model
+            .embed_batch_async(&warm, &inner.device)
+            .await
+            .map_err(|e| JsError::new(&e))?;
+    }
+    Ok(Demo { inner: Rc::new(inner) })
+}
+
+/// The device to compute on, its description, and whether it is a GPU.
+#[cfg(feature = "webgpu")]
+async fn select_device(webgpu: bool) -> (Device, String, bool) {
+    if !webgpu {
+        return (Device::flex(), "CPU (Burn flex, wasm)".into(), false);
+    }
+    match Device::wgpu_options().init_async().await {
+        Ok(device) => (device, "WebGPU (Burn wgpu)".into(), true),
+        Err(e) => (Device::flex(), format!("CPU (Burn flex, wasm); WebGPU unavailable: {e}"), false),
+    }
+}
+
+#[cfg(not(feature = "webgpu"))]
+async fn select_device(webgpu: bool) -> (Device, String, bool) {
+    let note = if webgpu { "; this build has no WebGPU (web/build.sh --webgpu)" } else { "" };
+    (Device::flex(), format!("CPU (Burn flex, wasm){note}"), false)
+}
+
+#[wasm_bindgen]
+impl Demo {
+    /// Which backend computes the embeddings.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.backend.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn dim(&self) -> usize {
+        self.inner.gallery.dim
+    }
+
+    /// `[channels, height, width]` of the network input.
+    #[wasm_bindgen(getter, js_name = inputShape)]
+    pub fn input_shape(&self) -> Vec<u32> {
+        self.inner.format.item_shape().iter().map(|&d| d as u32).collect()
+    }
+
+    /// Embeds an image file's bytes (PNG, JPEG, BMP, GIF, WebP) with the run's test transform.
+    /// Resolves to a `Float32Array`; rejects with a message for a file that is not an image.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub fn embed_image(&self, bytes: &[u8]) -> js_sys::Promise {
+        let batch = self.inner.format.read_bytes(bytes);
+        self.embed(batch)
+    }
+
+    /// Embeds RGBA pixels (a canvas's `ImageData`; alpha is ignored) with the run's test transform.
+    #[wasm_bindgen(js_name = embedRgba)]
+    pub fn embed_rgba(&self, rgba: &[u8], width: u32, height: u32) -> js_sys::Promise {
+        let batch = if rgba.len() != 4 * width as usize * height as usize || width == 0 || height == 0 {
+            Err(format!("{} bytes are not {width} × {height} RGBA pixels", rgba.len()))
+        } else {
+            let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+            let image = RgbImage::from_raw(width, height, rgb).expect("size checked");
+            Ok(self.inner.format.read_rgb(image))
+        };
+        self.embed(batch)
+    }
+
+    fn embed(&self, batch: Result<Batch, String>) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let batch = batch.map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let embedding = inner
+                .model
+                .embed_batch_async(&batch, &inner.device)
+                .await
+                .map_err(|e| JsValue::from(JsError::new(&e)))?;
+            Ok(js_sys::Float32Array::from(embedding.as_slice()).into())
+        })
+    }
+
+    /// The `k` nearest gallery images of an embedding and where it lands on the map, as JSON:
+    /// `{"neighbours":[{"index":..,"score":..},..],"position":[x,y]}`.
+    pub fn search(&self, embedding: &[f32], k: usize) -> Result<String, JsError> {
+        let gallery = &self.inner.gallery;
+        let neighbours = gallery.neighbours(embedding, k).map_err(|e| JsError::new(&e))?;
+        let position = gallery.place(&neighbours);
+        Ok(serde_json::json!({ "neighbours": neighbours, "position": position }).to_string())
+    }
+
+    /// The gallery's map, `[x0, y0, x1, y1, ..]`.
+    #[wasm_bindgen(getter)]
+    pub fn map(&self) -> Vec<f32> {
+        self.inner.gallery.map.iter().flatten().copied().collect()
+    }
+
+    /// The gallery's labels.
+    #[wasm_bindgen(getter)]
+    pub fn labels(&self) -> Vec<i32> {
+        self.inner.gallery.labels.iter().map(|&l| l as i32).collect()
+    }
+}
