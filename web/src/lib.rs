@@ -35,6 +35,17 @@ pub fn last_panic() -> Option<String> {
     LAST_PANIC.with(|p| p.borrow_mut().take())
 }
 
+/// How far a GPU embedding (unit length) may be from the CPU backend's: float32 arithmetic in a
+/// different order, never a wrong kernel.
+const GPU_TOLERANCE: f32 = 1e-3;
+
+const SELF_CHECK_PASSES: usize = 4;
+
+/// A fixed colourful test image for the GPU's self-check.
+fn probe_image() -> RgbImage {
+    RgbImage::from_fn(61, 47, |x, y| dml_engine::image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x * y) % 251) as u8]))
+}
+
 struct Inner {
     model: Embedder,
     device: Device,
@@ -70,6 +81,8 @@ pub async fn load_demo(
         )));
     }
     let (device, backend, on_gpu) = select_device(webgpu).await;
+    // Kept for the GPU's self-check below.
+    let model_bytes = on_gpu.then(|| model.clone());
     let model = model_from_bytes(&config, model, &device)
         .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
         .valid();
@@ -82,20 +95,26 @@ pub async fn load_demo(
         backend,
     };
     // A first forward pass compiles the GPU kernels, so that the user's first query is not the
-    // slow one; the CPU backend has nothing to prepare.
-    if on_gpu {
-        let [c, h, w] = inner.format.item_shape();
-        let warm = Batch {
-            pixels: vec![0.0; c * h * w],
-            shape: [1, c, h, w],
-            labels: vec![0],
-            skipped: Vec::new(),
-        };
-        inner
-            .model
-            .embed_batch_async(&warm, &inner.device)
-            .await
-            .map_err(|e| JsError::new(&e))?;
+    // slow one; and it is checked against the CPU backend, so that a browser whose WebGPU
+    // miscompiles a kernel is caught here rather than answering queries wrongly.
+    if let Some(bytes) = model_bytes {
+        let probe = inner.format.read_rgb(probe_image());
+        let cpu = Device::flex();
+        let reference = model_from_bytes(&config, bytes, &cpu)
+            .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
+            .valid()
+            .embed_batch(&probe, &cpu);
+        // Several passes: Burn's autotune answers the first calls with a default kernel while it
+        // times the candidates, and switches to the fastest one later.
+        for pass in 1..=SELF_CHECK_PASSES {
+            let got = inner.model.embed_batch_async(&probe, &inner.device).await.map_err(|e| JsError::new(&e))?;
+            let diff = reference.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            if !(diff <= GPU_TOLERANCE) {
+                return Err(JsError::new(&format!(
+                    "WebGPU failed its self-check: in pass {pass}, its embedding of a test image differs from the CPU backend's by {diff:.3}"
+                )));
+            }
+        }
     }
     Ok(Demo { inner: Rc::new(inner) })
 }

@@ -1,7 +1,6 @@
 // The page around dml_web.wasm: loads an export of `dml export --web`, takes a query (a gallery
 // image, an uploaded file, or a drawing), embeds it in the browser and shows its nearest gallery
 // images and its place on the map.
-import init, { loadDemo, lastPanic } from './pkg/dml_web.js';
 
 const K = 10;
 // Larger files are refused before they reach the decoder (whose own limit is on pixels).
@@ -11,6 +10,36 @@ const TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
 const params = new URLSearchParams(location.search);
 const base = (params.get('data') || 'data').replace(/\/?$/, '/');
 const $ = (id) => document.getElementById(id);
+
+// Two builds of dml_web: pkg/ computes on Burn's CPU backend (small); pkg-webgpu/ adds Burn's wgpu
+// backend on the browser's WebGPU (several times larger), fetched only where WebGPU may serve.
+const choice = params.get('backend') || 'auto';
+const wantWebgpu = choice === 'webgpu' || (choice === 'auto' && 'gpu' in navigator);
+let wasm = null;
+
+async function loadModule(dir) {
+  const module = await import(`./${dir}/dml_web.js`);
+  await module.default();
+  return module;
+}
+
+// The demo on WebGPU where wanted and working (the wasm checks its GPU results against its CPU
+// backend), else on the CPU build; a failed WebGPU attempt is a note, not an error.
+async function loadDemo(files) {
+  let note = '';
+  if (wantWebgpu) {
+    try {
+      wasm = await loadModule('pkg-webgpu');
+      const demo = await wasm.loadDemo(...files, true);
+      return [demo, ''];
+    } catch (error) {
+      note = `; WebGPU not used: ${describe(error)}`;
+      console.warn(note);
+    }
+  }
+  wasm = await loadModule('pkg');
+  return [await wasm.loadDemo(...files, false), note];
+}
 
 const state = { demo: null, manifest: null, labels: [], map: [], timings: [], last: null, answered: 0 };
 // For automated tests and the curious: the loaded demo and the latest query's result.
@@ -36,7 +65,7 @@ function clearError() {
 // A message for something thrown by the wasm module or the page: a panic in Rust reaches
 // JavaScript as a bare RuntimeError, so its Rust message is fetched separately.
 function describe(error) {
-  const panic = lastPanic();
+  const panic = wasm && wasm.lastPanic();
   if (panic) return `internal error: ${panic}`;
   return error && error.message ? error.message : String(error);
 }
@@ -58,7 +87,6 @@ function className(label) {
 }
 
 async function load() {
-  await init();
   let manifest;
   try {
     manifest = JSON.parse(await fetchText('manifest.json'));
@@ -70,13 +98,13 @@ async function load() {
   const [config, model, gallery, labels, map] = await Promise.all([
     fetchText('config.toml'), fetchBytes('model.bpk'), fetchBytes('gallery.npy'), fetchBytes('labels.npy'), fetchBytes('map.npy'),
   ]);
-  const choice = params.get('backend') || 'auto';
-  const webgpu = choice === 'webgpu' || (choice === 'auto' && 'gpu' in navigator);
-  state.demo = await loadDemo(config, model, gallery, labels, map, webgpu);
+  const [demo, note] = await loadDemo([config, model, gallery, labels, map]);
+  state.demo = demo;
+  state.backend = demo.backend + note;
   state.labels = Array.from(state.demo.labels);
   state.map = Array.from(state.demo.map);
   $('run').textContent = `${manifest.run}: ${manifest.dataset}, ${manifest.loss} loss, ${manifest.backbone}, ${manifest.dim}-d, ${manifest.images.length} gallery images`;
-  $('backend').textContent = state.demo.backend;
+  $('backend').textContent = state.backend;
   $('map-method').textContent = `(${manifest.map})`;
   buildGallery();
   buildLegend();
