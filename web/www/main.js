@@ -200,8 +200,8 @@ async function runQuery(embed, preview, label) {
   $('query-preview').replaceChildren(preview);
   $('query-label').textContent = label === null ? 'query: your image' : `query: ${className(label)}`;
   const [first, ...rest] = state.timings;
-  const steady = rest.length ? [...rest].sort((a, b) => a - b)[Math.floor(rest.length / 2)] : first;
-  $('timing').textContent = `inference ${ms.toFixed(1)} ms on ${state.demo.backend} (first ${first.toFixed(1)} ms, median after it ${steady.toFixed(1)} ms)`;
+  const later = rest.length ? `, median of the ${rest.length} after it ${[...rest].sort((a, b) => a - b)[Math.floor(rest.length / 2)].toFixed(1)} ms` : '';
+  $('timing').textContent = `inference ${ms.toFixed(1)} ms on ${state.demo.backend} (first query ${first.toFixed(1)} ms${later})`;
   for (const n of result.neighbours) {
     const figure = document.createElement('figure');
     figure.dataset.index = n.index;
