@@ -79,10 +79,7 @@ impl Projection {
         match self.method {
             Method::Pca => {
                 let result = pca(&embeddings.vectors, embeddings.n, embeddings.dim, 2.min(embeddings.dim));
-                let c = result.components;
-                self.points = (0..embeddings.n)
-                    .map(|i| [result.coordinates[i * c] as f32, if c > 1 { result.coordinates[i * c + 1] as f32 } else { 0.0 }])
-                    .collect();
+                self.points = result.plane().iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
                 self.status = format!(
                     "PCA: the axes explain {:.1} % and {:.1} % of the variance",
                     100.0 * result.explained[0],

@@ -222,18 +222,19 @@ fn wait_until(harness: &mut Harness<'static, DmlApp>, seconds: u64, done: impl F
     }
 }
 
-fn empty_runs_folder(test: &str) -> PathBuf {
+/// The app on an empty runs folder (returned too), as after a first start.
+fn app_without_runs(test: &str) -> (PathBuf, Harness<'static, DmlApp>) {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gui-{test}")).join("runs");
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
-    root
+    let folder = root.clone();
+    let harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
+    (root, harness)
 }
 
 #[test]
 fn a_training_started_from_the_app_runs_and_opens() {
-    let root = empty_runs_folder("train");
-    let folder = root.clone();
-    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
+    let (root, mut harness) = app_without_runs("train");
     harness.state_mut().form.iterations = 3;
     harness.state_mut().form.eval_interval = 0;
     harness.state_mut().form.extra = "loss.beta=50\nsampler.k=8".into();
@@ -257,9 +258,7 @@ fn a_training_started_from_the_app_runs_and_opens() {
 
 #[test]
 fn stop_checkpoints_a_running_training() {
-    let root = empty_runs_folder("stop");
-    let folder = root.clone();
-    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&folder, None));
+    let (_root, mut harness) = app_without_runs("stop");
     harness.state_mut().form.iterations = 100_000;
     harness.run();
     harness.get_by_label("New training").click();

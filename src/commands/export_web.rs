@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dml_engine::data::{Inputs, image_file};
 use dml_engine::npy::{self, write_atomically};
-use dml_engine::project::{Tsne, TsneConfig, pca};
+use dml_engine::project::{TsneConfig, pca};
 use dml_engine::train::{Embedded, RunDir, TrainConfig};
 use rayon::prelude::*;
 
@@ -145,25 +145,12 @@ fn write_image(path: &Path, inputs: &Inputs, files: Option<&[PathBuf]>, row: usi
 
 /// The gallery's 2-D map: t-SNE with dml's defaults, or PCA for small galleries.
 fn gallery_map(embeddings: &[f32], n: usize, dim: usize) -> (Vec<f32>, &'static str) {
-    if n >= TSNE_MIN_POINTS {
-        let mut tsne = Tsne::new(embeddings, n, dim, &TsneConfig::default());
-        let mut progress = Progress::new("t-SNE", 0, TsneConfig::default().iterations as u64);
-        let mut last = Instant::now();
-        tsne.run(|iteration, _| {
-            let now = Instant::now();
-            progress.update(iteration as u64, None, 1, Some(now - last));
-            last = now;
-        });
-        progress.interrupt();
-        (tsne.embedding().iter().map(|&v| v as f32).collect(), "t-SNE")
+    let (map, method): (Vec<f64>, _) = if n >= TSNE_MIN_POINTS {
+        (super::project::run_tsne(embeddings, n, dim, &TsneConfig::default()).embedding().to_vec(), "t-SNE")
     } else {
-        let result = pca(embeddings, n, dim, 2.min(dim));
-        let c = result.components;
-        let map = (0..n)
-            .flat_map(|i| [result.coordinates[i * c] as f32, if c > 1 { result.coordinates[i * c + 1] as f32 } else { 0.0 }])
-            .collect();
-        (map, "PCA")
-    }
+        (pca(embeddings, n, dim, 2.min(dim)).plane().concat(), "PCA")
+    };
+    (map.iter().map(|&v| v as f32).collect(), method)
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub fn run(args: ProjectArgs) -> Result<(), CliError> {
                 100.0 * result.explained[0],
                 100.0 * result.explained.get(1).copied().unwrap_or(0.0)
             );
-            if d == 1 { result.coordinates.iter().flat_map(|&x| [x, 0.0]).collect() } else { result.coordinates }
+            result.plane().concat()
         }
         Method::Tsne => {
             let config = TsneConfig {
@@ -88,15 +88,7 @@ pub fn run(args: ProjectArgs) -> Result<(), CliError> {
             if !(config.theta >= 0.0 && config.theta <= 0.7) {
                 return Err(CliError::plain(format!("--theta {}: must be within 0 (exact) … 0.7", args.theta)));
             }
-            let mut tsne = Tsne::new(&data, n, d, &config);
-            let mut progress = Progress::new("t-SNE", 0, config.iterations as u64);
-            let mut last = Instant::now();
-            tsne.run(|iteration, _| {
-                let now = Instant::now();
-                progress.update(iteration as u64, None, 1, Some(now - last));
-                last = now;
-            });
-            progress.interrupt();
+            let tsne = run_tsne(&data, n, d, &config);
             println!(
                 "t-SNE: {n} points, perplexity {}, {} iterations, KL divergence {:.4}",
                 config.perplexity,
@@ -110,4 +102,18 @@ pub fn run(args: ProjectArgs) -> Result<(), CliError> {
     npy::write_matrix_f32(&args.out, n, 2, &map32).map_err(|e| CliError::at(&args.out, e))?;
     println!("wrote {} ({n} × 2) in {:.1} s", args.out.display(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// t-SNE of the `n × d` row-major `data`, with a progress bar.
+pub fn run_tsne(data: &[f32], n: usize, d: usize, config: &TsneConfig) -> Tsne {
+    let mut tsne = Tsne::new(data, n, d, config);
+    let mut progress = Progress::new("t-SNE", 0, config.iterations as u64);
+    let mut last = Instant::now();
+    tsne.run(|iteration, _| {
+        let now = Instant::now();
+        progress.update(iteration as u64, None, 1, Some(now - last));
+        last = now;
+    });
+    progress.interrupt();
+    tsne
 }

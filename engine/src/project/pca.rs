@@ -19,6 +19,18 @@ pub struct Pca {
     pub axes: Vec<f64>,
 }
 
+impl Pca {
+    /// Each point's first two coordinates, as a 2-D map (0 on the second axis when only one was
+    /// kept).
+    pub fn plane(&self) -> Vec<[f64; 2]> {
+        let c = self.components;
+        self.coordinates
+            .chunks_exact(c.max(1))
+            .map(|p| [p.first().copied().unwrap_or(0.0), if c > 1 { p[1] } else { 0.0 }])
+            .collect()
+    }
+}
+
 /// PCA of the `n × d` row-major `data` onto `components` axes.
 pub fn pca(data: &[f32], n: usize, d: usize, components: usize) -> Pca {
     assert_eq!(data.len(), n * d, "data is n × d");
@@ -92,6 +104,14 @@ pub fn pca(data: &[f32], n: usize, d: usize, components: usize) -> Pca {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plane_takes_the_first_two_coordinates() {
+        let two = Pca { coordinates: vec![1.0, 2.0, 3.0, 4.0], components: 2, variances: vec![], explained: vec![], axes: vec![] };
+        assert_eq!(two.plane(), [[1.0, 2.0], [3.0, 4.0]]);
+        let one = Pca { coordinates: vec![5.0, 6.0], components: 1, variances: vec![], explained: vec![], axes: vec![] };
+        assert_eq!(one.plane(), [[5.0, 0.0], [6.0, 0.0]]);
+    }
 
     #[test]
     fn finds_the_axes_of_an_elongated_cloud() {
