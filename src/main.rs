@@ -40,6 +40,9 @@ enum Command {
     Project(commands::project::ProjectArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
     Metrics(commands::metrics::MetricsArgs),
+    /// Pretrained weight files: inspect, classify photos, fetch.
+    #[command(subcommand)]
+    Weights(commands::weights::WeightsCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => commands::export::run(args),
         Some(Command::Project(args)) => commands::project::run(args),
         Some(Command::Gui(args)) => commands::gui::run(args),
+        Some(Command::Weights(command)) => commands::weights::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

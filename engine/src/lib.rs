@@ -14,3 +14,5 @@ pub mod npy;
 pub mod png;
 pub mod project;
 pub mod train;
+#[cfg(feature = "pretrained")]
+pub mod weights;

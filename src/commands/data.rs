@@ -11,6 +11,18 @@ use crate::error::CliError;
 pub enum DataCommand {
     /// Check that a dataset's list files parse and every listed image exists; print the counts.
     Check(CheckArgs),
+    /// Download a dataset that a package registry carries: `emoji` (npm) or `fashion-mnist-full`
+    /// (Debian's package, all 70,000 images).
+    Fetch(FetchArgs),
+}
+
+#[derive(Args)]
+pub struct FetchArgs {
+    /// emoji or fashion-mnist-full.
+    name: String,
+    /// Where to put it [default: ~/.cache/dml/<name>].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -26,6 +38,7 @@ pub struct CheckArgs {
 pub fn run(command: DataCommand) -> Result<(), CliError> {
     match command {
         DataCommand::Check(args) => check(args),
+        DataCommand::Fetch(args) => super::fetch_data::run(&args.name, args.dir),
     }
 }
 

@@ -3,11 +3,14 @@ pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod export_web;
+pub mod fetch;
+pub mod fetch_data;
 pub mod gui;
 pub mod metrics;
 mod progress;
 pub mod project;
 pub mod train;
+pub mod weights;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -42,9 +42,13 @@ pub struct TrainArgs {
     /// Loss, with its published parameters (change them with --set loss.<param>=<value>).
     #[arg(long)]
     loss: Option<String>,
-    /// Backbone: small-cnn, resnet18, resnet50 or bn-inception.
+    /// Backbone: small-cnn, resnet18, resnet50, bn-inception or efficientnet-lite0.
     #[arg(long)]
     backbone: Option<String>,
+    /// Start the backbone from this PyTorch (.pth/.pt) or .safetensors file of pretrained weights
+    /// (see `dml weights inspect`).
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
     /// Batch norm keeps its running statistics during training.
     #[arg(long)]
     freeze_bn: bool,
@@ -109,6 +113,10 @@ impl TrainArgs {
             self.skip_bad_images.then(|| "true".to_string()),
         );
         push("model.backbone", self.backbone.as_deref().map(quoted));
+        push(
+            "model.pretrained",
+            self.pretrained.as_deref().map(|p| quoted(&p.to_string_lossy())),
+        );
         push(
             "model.freeze_bn",
             self.freeze_bn.then(|| "true".to_string()),
@@ -245,6 +253,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     .map_err(|e| match e {
         train::TrainError::Data(d) => CliError::at(&d.path, d.message),
         train::TrainError::Record(r) => CliError::at(&run_dir.checkpoint_path(), r),
+        train::TrainError::Pretrained(w) => CliError::at(&w.path, w.message),
         other => CliError::at(&root, other),
     })?;
     if let Some(c) = &checkpoint {

@@ -36,6 +36,13 @@ impl Normalization {
         mean: [104.0, 117.0, 128.0],
         std: [1.0, 1.0, 1.0],
     };
+    /// TensorFlow's convention for EfficientNet-Lite: RGB in [0, 255], (x − 127) / 128.
+    pub const CENTRED_127: Normalization = Normalization {
+        bgr: false,
+        range: 255.0,
+        mean: [127.0, 127.0, 127.0],
+        std: [128.0, 128.0, 128.0],
+    };
 }
 
 /// Largest width or height decoded: a bigger image is refused before its pixels are allocated.
@@ -73,7 +80,17 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader
     if image.width() == 0 || image.height() == 0 {
         return Err("empty image".into());
     }
-    Ok(image.to_rgb8())
+    if !image.color().has_alpha() {
+        return Ok(image.to_rgb8());
+    }
+    // Transparent pixels (emoji, icons) would otherwise show whatever colour they hide: usually
+    // black. They are composited over white instead.
+    let rgba = image.to_rgba8();
+    Ok(RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let over = |c: u8| ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8;
+        image::Rgb([over(r), over(g), over(b)])
+    }))
 }
 
 /// The pixel rectangle `(left, top, width, height)` to cut from an image.

@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod cars;
 pub mod cub;
+pub mod emoji;
 pub mod fashion_mnist;
 pub mod folder;
 pub mod idx;
@@ -36,11 +37,13 @@ pub enum DatasetKind {
     Sop,
     Inshop,
     Folder,
+    /// Emoji in Google's and Twitter's styles (`dml data fetch emoji`).
+    Emoji,
 }
 
 impl DatasetKind {
-    pub const NAMES: [&'static str; 6] =
-        ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder"];
+    pub const NAMES: [&'static str; 7] =
+        ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder", "emoji"];
 
     /// The name in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl DatasetKind {
             DatasetKind::Sop => Some(FileDataset::Sop),
             DatasetKind::Inshop => Some(FileDataset::Inshop),
             DatasetKind::Folder => Some(FileDataset::Folder),
+            DatasetKind::Emoji => Some(FileDataset::Emoji),
         }
     }
 }
@@ -139,7 +143,7 @@ impl DataConfig {
     pub fn input_format(
         &self,
         augment: &crate::train::AugmentConfig,
-        bgr_255: bool,
+        auto: Normalization,
     ) -> InputFormat {
         match self.dataset.files() {
             None => InputFormat::Grey {
@@ -147,7 +151,7 @@ impl DataConfig {
                 width: fashion_mnist::SIDE,
                 transform: GreyTransform::from_config(augment),
             },
-            Some(_) => InputFormat::Photo(augment.image_transform(bgr_255)),
+            Some(_) => InputFormat::Photo(augment.image_transform(auto)),
         }
     }
 
@@ -155,7 +159,7 @@ impl DataConfig {
     pub fn inputs(
         &self,
         augment: &crate::train::AugmentConfig,
-        bgr_255: bool,
+        auto: Normalization,
     ) -> Result<Inputs, ListError> {
         let root = self.resolved_root();
         match self.dataset.files() {
@@ -191,7 +195,7 @@ impl DataConfig {
                 if test_empty {
                     return Err(ListError::new(&root, "no test images"));
                 }
-                let transform = augment.image_transform(bgr_255);
+                let transform = augment.image_transform(auto);
                 Ok(Inputs::files(
                     dataset,
                     transform,
@@ -217,10 +221,12 @@ pub enum FileDataset {
     Inshop,
     /// One sub-folder per class.
     Folder,
+    /// Emoji in two styles.
+    Emoji,
 }
 
 impl FileDataset {
-    pub const NAMES: [&'static str; 5] = ["cub", "cars", "sop", "inshop", "folder"];
+    pub const NAMES: [&'static str; 6] = ["cub", "cars", "sop", "inshop", "folder", "emoji"];
 
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
@@ -233,6 +239,7 @@ impl FileDataset {
             FileDataset::Sop => sop::load(root),
             FileDataset::Inshop => inshop::load(root),
             FileDataset::Folder => folder::load(root),
+            FileDataset::Emoji => emoji::load(root),
         }
     }
 
@@ -244,6 +251,7 @@ impl FileDataset {
             FileDataset::Sop => Some(&[59_551, 60_502]),
             FileDataset::Inshop => Some(&[25_882, 14_218, 12_612]),
             FileDataset::Folder => None,
+            FileDataset::Emoji => Some(&[1_910, 1_912]),
         }
     }
 }
@@ -254,4 +262,17 @@ impl std::str::FromStr for FileDataset {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         dataset_from_name(s, &Self::NAMES)
     }
+}
+
+/// Where fetched datasets and weights are kept: `$DML_CACHE`, else `$XDG_CACHE_HOME/dml`, else
+/// `~/.cache/dml`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DML_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("dml");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("dml")
 }

@@ -105,6 +105,12 @@ const MODULES: [Widths; 10] = [
     },
 ];
 
+/// Whether inception module `i` (0 = 3a … 9 = 5b) halves the resolution (and so has no 1×1 branch
+/// and no pool projection).
+pub fn reduces(i: usize) -> bool {
+    matches!(MODULES[i].pool, PoolBranch::Reduce)
+}
+
 /// Channels of the final feature map.
 pub const FEATURES: usize = 1024;
 

@@ -1,11 +1,15 @@
 //! Embedding networks.
 
 mod bn_inception;
+mod classifier;
 mod conv_bn;
+mod efficientnet_lite;
 mod resnet;
 mod small_cnn;
 
-pub use bn_inception::BnInception;
+pub use bn_inception::{BnInception, reduces as bn_inception_reduces};
+pub use classifier::Classifier;
+pub use efficientnet_lite::{EfficientNetLite, lite0_expands as efficientnet_lite0_expands, same_padding};
 pub use conv_bn::{ConvBn, ConvSpec};
 pub use resnet::{ResNet, ResNetDepth};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
@@ -26,10 +30,27 @@ pub enum BackboneKind {
     Resnet18,
     Resnet50,
     BnInception,
+    EfficientnetLite0,
 }
 
 impl BackboneKind {
-    pub const NAMES: [&'static str; 4] = ["small-cnn", "resnet18", "resnet50", "bn-inception"];
+    pub const NAMES: [&'static str; 5] = [
+        "small-cnn",
+        "resnet18",
+        "resnet50",
+        "bn-inception",
+        "efficientnet-lite0",
+    ];
+
+    /// How photos are normalised for this backbone's published weights.
+    pub fn normalization(self) -> crate::data::Normalization {
+        use crate::data::Normalization;
+        match self {
+            BackboneKind::BnInception => Normalization::BGR_255,
+            BackboneKind::EfficientnetLite0 => Normalization::CENTRED_127,
+            _ => Normalization::IMAGENET,
+        }
+    }
 
     /// The name in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -71,6 +92,11 @@ pub struct ModelConfig {
     /// Batch norm normalises with its running statistics during training too and never updates
     /// them (fine-tuning from pretrained weights with small batches).
     pub freeze_bn: bool,
+    /// A PyTorch (`.pth`, `.pt`) or `.safetensors` file of the backbone's pretrained weights in
+    /// its published naming (torchvision, Cadene's BN-Inception, the EfficientNet-Lite port),
+    /// loaded at the start of a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<std::path::PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -80,6 +106,7 @@ impl Default for ModelConfig {
             dim: 64,
             pool: GlobalPool::Max,
             freeze_bn: false,
+            pretrained: None,
         }
     }
 }
@@ -89,6 +116,42 @@ impl Default for ModelConfig {
 pub enum Backbone {
     ResNet(ResNet),
     BnInception(BnInception),
+    EfficientNetLite(EfficientNetLite),
+}
+
+impl Backbone {
+    /// `None` for the small CNN, which is not an ImageNet backbone.
+    pub fn new(kind: BackboneKind, in_channels: usize, freeze_bn: bool, device: &Device) -> Option<Self> {
+        Some(match kind {
+            BackboneKind::SmallCnn => return None,
+            BackboneKind::Resnet18 => Backbone::ResNet(ResNet::new(ResNetDepth::D18, in_channels, freeze_bn, device)),
+            BackboneKind::Resnet50 => Backbone::ResNet(ResNet::new(ResNetDepth::D50, in_channels, freeze_bn, device)),
+            BackboneKind::BnInception => Backbone::BnInception(BnInception::new(in_channels, freeze_bn, device)),
+            BackboneKind::EfficientnetLite0 => {
+                Backbone::EfficientNetLite(EfficientNetLite::lite0(in_channels, freeze_bn, device))
+            }
+        })
+    }
+
+    /// Channels of the final feature map of `kind` (`None`: the small CNN).
+    pub fn features(kind: BackboneKind) -> Option<usize> {
+        match kind {
+            BackboneKind::SmallCnn => None,
+            BackboneKind::Resnet18 => Some(ResNetDepth::D18.features()),
+            BackboneKind::Resnet50 => Some(ResNetDepth::D50.features()),
+            BackboneKind::BnInception => Some(bn_inception::FEATURES),
+            BackboneKind::EfficientnetLite0 => Some(efficientnet_lite::FEATURES),
+        }
+    }
+
+    /// `[batch, channels, h, w]` → the last feature map.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        match self {
+            Backbone::ResNet(m) => m.forward(images),
+            Backbone::BnInception(m) => m.forward(images),
+            Backbone::EfficientNetLite(m) => m.forward(images),
+        }
+    }
 }
 
 /// A backbone, global pooling and a linear embedding layer.
@@ -101,10 +164,7 @@ pub struct PooledEmbedder {
 
 impl PooledEmbedder {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = match &self.backbone {
-            Backbone::ResNet(m) => m.forward(images),
-            Backbone::BnInception(m) => m.forward(images),
-        };
+        let features = self.backbone.forward(images);
         let [batch, channels, h, w] = features.dims();
         let flat = features.reshape([batch, channels, h * w]);
         let pooled = if self.average {
@@ -131,33 +191,22 @@ impl ModelConfig {
         let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         device.seed(seed);
         let (freeze, average) = (self.freeze_bn, self.pool == GlobalPool::Average);
-        let pooled = |backbone: Backbone, features: usize| {
-            Embedder::Pooled(PooledEmbedder {
-                backbone,
-                embed: LinearConfig::new(features, self.dim).init(device),
-                average,
-            })
-        };
-        let model = match self.backbone {
-            BackboneKind::SmallCnn => Embedder::SmallCnn(
+        let model = match Backbone::new(self.backbone, in_channels, freeze, device) {
+            None => Embedder::SmallCnn(
                 SmallCnnConfig {
                     in_channels,
                     dim: self.dim,
                 }
                 .init(device),
             ),
-            BackboneKind::Resnet18 => pooled(
-                Backbone::ResNet(ResNet::new(ResNetDepth::D18, in_channels, freeze, device)),
-                ResNetDepth::D18.features(),
-            ),
-            BackboneKind::Resnet50 => pooled(
-                Backbone::ResNet(ResNet::new(ResNetDepth::D50, in_channels, freeze, device)),
-                ResNetDepth::D50.features(),
-            ),
-            BackboneKind::BnInception => pooled(
-                Backbone::BnInception(BnInception::new(in_channels, freeze, device)),
-                bn_inception::FEATURES,
-            ),
+            Some(backbone) => {
+                let features = Backbone::features(self.backbone).expect("an ImageNet backbone");
+                Embedder::Pooled(PooledEmbedder {
+                    backbone,
+                    embed: LinearConfig::new(features, self.dim).init(device),
+                    average,
+                })
+            }
         };
         struct Touch;
         impl ModuleVisitor for Touch {
@@ -171,6 +220,14 @@ impl ModelConfig {
 }
 
 impl Embedder {
+    /// The ImageNet backbone, for loading pretrained weights (`None`: the small CNN).
+    pub fn backbone_mut(&mut self) -> Option<&mut Backbone> {
+        match self {
+            Embedder::SmallCnn(_) => None,
+            Embedder::Pooled(m) => Some(&mut m.backbone),
+        }
+    }
+
     /// Embeds a batch of network input with the model as it is (call on `valid()` for
     /// inference mode), on `device`.
     pub fn embed_batch(&self, batch: &crate::data::Batch, device: &Device) -> Vec<f32> {

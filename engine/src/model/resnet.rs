@@ -49,14 +49,16 @@ pub enum ResNetDepth {
 }
 
 impl ResNetDepth {
-    fn blocks(self) -> [usize; 4] {
+    /// Residual blocks per stage.
+    pub fn blocks(self) -> [usize; 4] {
         match self {
             ResNetDepth::D18 => [2, 2, 2, 2],
             ResNetDepth::D50 => [3, 4, 6, 3],
         }
     }
 
-    fn expansion(self) -> usize {
+    /// Output width of a block over its inner width (4 for bottlenecks).
+    pub fn expansion(self) -> usize {
         match self {
             ResNetDepth::D18 => 1,
             ResNetDepth::D50 => 4,

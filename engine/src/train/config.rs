@@ -98,13 +98,17 @@ impl Default for AugmentConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum NormalizeKind {
     /// Fashion-MNIST's own statistics (mean 0.2860, std 0.3530) for Fashion-MNIST; for photos,
-    /// `bgr-255` with BN-Inception and `imagenet` with other backbones.
+    /// `bgr-255` with BN-Inception, `centred-127` with EfficientNet-Lite0 and `imagenet` with
+    /// other backbones.
     #[default]
     Auto,
     /// ImageNet's RGB mean and std on [0, 1] pixels (torchvision-trained weights).
     Imagenet,
     /// BGR channels on [0, 255] minus the mean (104, 117, 128) (Caffe-trained weights).
     Bgr255,
+    /// (x − 127) / 128 on [0, 255] RGB pixels (TensorFlow-trained EfficientNet-Lite weights).
+    #[serde(rename = "centred-127")]
+    Centred127,
     /// `mean` and `std` of this section.
     Custom,
 }
@@ -114,13 +118,14 @@ pub const FASHION_MNIST_MEAN: f32 = 0.2860;
 pub const FASHION_MNIST_STD: f32 = 0.3530;
 
 impl AugmentConfig {
-    /// The photo transform; `bgr_255` is what `auto` means for the chosen backbone.
-    pub fn image_transform(&self, bgr_255: bool) -> crate::data::ImageTransform {
+    /// The photo transform; `auto` is what `normalize = "auto"` means for the chosen backbone.
+    pub fn image_transform(&self, auto: crate::data::Normalization) -> crate::data::ImageTransform {
         use crate::data::Normalization;
         let normalization = match self.normalize {
-            NormalizeKind::Auto if bgr_255 => Normalization::BGR_255,
-            NormalizeKind::Auto | NormalizeKind::Imagenet => Normalization::IMAGENET,
+            NormalizeKind::Auto => auto,
+            NormalizeKind::Imagenet => Normalization::IMAGENET,
             NormalizeKind::Bgr255 => Normalization::BGR_255,
+            NormalizeKind::Centred127 => Normalization::CENTRED_127,
             NormalizeKind::Custom => {
                 let pick = |v: &[f32], c: usize| if v.len() == 1 { v[0] } else { v[c] };
                 Normalization {
@@ -231,9 +236,10 @@ pub enum ConfigError {
 }
 
 impl TrainConfig {
-    /// `auto` normalisation means Caffe's BGR scheme for BN-Inception.
-    fn bgr_255(&self) -> bool {
-        self.model.backbone == crate::model::BackboneKind::BnInception
+    /// What `auto` normalisation means for photos: the scheme the backbone's published weights
+    /// were trained with.
+    fn auto_normalization(&self) -> crate::data::Normalization {
+        self.model.backbone.normalization()
     }
 
     /// Channels of the network input: grey Fashion-MNIST or RGB photos.
@@ -247,12 +253,12 @@ impl TrainConfig {
 
     /// The dataset with this run's transforms.
     pub fn inputs(&self) -> Result<crate::data::Inputs, crate::data::ListError> {
-        self.data.inputs(&self.augment, self.bgr_255())
+        self.data.inputs(&self.augment, self.auto_normalization())
     }
 
     /// The input this run's model takes, for embedding other files.
     pub fn input_format(&self) -> crate::data::InputFormat {
-        self.data.input_format(&self.augment, self.bgr_255())
+        self.data.input_format(&self.augment, self.auto_normalization())
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -291,6 +297,9 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.model.pretrained.is_some() && self.model.backbone == crate::model::BackboneKind::SmallCnn {
+            return bad("model.pretrained: the small CNN has no pretrained weights; choose an ImageNet backbone (--backbone)".into());
+        }
         if self.sampler.p < 2 {
             return bad(format!(
                 "sampler.p = {}: a batch needs at least 2 classes",

@@ -35,6 +35,9 @@ pub enum TrainError {
     NonFinite { iteration: u64, what: String },
     #[error("checkpoint: {0}")]
     Record(#[from] RecordError),
+    #[cfg(feature = "pretrained")]
+    #[error("{0}")]
+    Pretrained(#[from] crate::weights::WeightError),
 }
 
 /// What one step did.
@@ -91,8 +94,24 @@ fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
 }
 
 impl Trainer {
-    /// A fresh run: the model initialised from the run's seed.
+    /// A fresh run: the model initialised from the run's seed, its backbone then from
+    /// `model.pretrained` where the config names a file.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
+        let mut trainer = Self::initialised(config, device)?;
+        #[cfg(feature = "pretrained")]
+        if let Some(path) = &config.model.pretrained {
+            let file = crate::weights::WeightFile::open(path)?;
+            let model = trainer.model.as_mut().expect("model present");
+            let backbone = model.backbone_mut().ok_or_else(|| crate::weights::WeightError {
+                path: path.clone(),
+                message: "the small CNN has no pretrained weights; choose an ImageNet backbone".into(),
+            })?;
+            file.load_into(backbone, config.model.backbone, false)?;
+        }
+        Ok(trainer)
+    }
+
+    fn initialised(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
         let inputs = config.inputs()?;
         let sampler = PkSampler::new(
             inputs.train_labels(),
@@ -125,7 +144,7 @@ impl Trainer {
         device: &Device,
         checkpoint: &Checkpoint,
     ) -> Result<Self, TrainError> {
-        let mut trainer = Self::new(config, device)?;
+        let mut trainer = Self::initialised(config, device)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))?;
         let model = trainer
             .model
