@@ -228,3 +228,28 @@ fn torchvision_resnet18_names_in_safetensors_load_and_compute_the_same_function(
     let matching = file.load_into(&mut backbone, kind, false).unwrap();
     assert_eq!(matching.unexpected, vec!["fc.bias".to_string(), "fc.weight".to_string()]);
 }
+
+#[test]
+fn a_zip_format_checkpoint_is_unwrapped_to_its_state_dict() {
+    // fixtures/make_torch_zip.py: torch.save({"epoch": 3, "state_dict": {"module.…": …}}).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_zip_wrapped.pth");
+    let file = WeightFile::open(&path).unwrap();
+    assert_eq!(file.format, "PyTorch, zip format");
+    assert_eq!(file.stripped, ["state_dict.", "module."]);
+    let listed: Vec<(String, Vec<usize>, String)> = file
+        .tensors()
+        .into_iter()
+        .map(|t| (t.name, t.shape, format!("{:?}", t.dtype)))
+        .collect();
+    let expect = |n: &str, s: &[usize], d: &str| (n.to_string(), s.to_vec(), d.to_string());
+    assert_eq!(
+        listed,
+        [
+            expect("bn1.num_batches_tracked", &[], "I64"),
+            expect("bn1.running_var", &[4], "F64"),
+            expect("bn1.weight", &[4], "F32"),
+            expect("conv1.weight", &[4, 3, 3, 3], "F32"),
+            expect("fc.weight", &[5, 4], "F16"),
+        ]
+    );
+}

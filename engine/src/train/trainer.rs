@@ -97,6 +97,7 @@ impl Trainer {
     /// A fresh run: the model initialised from the run's seed, its backbone then from
     /// `model.pretrained` where the config names a file.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
+        #[cfg_attr(not(feature = "pretrained"), allow(unused_mut))]
         let mut trainer = Self::initialised(config, device)?;
         #[cfg(feature = "pretrained")]
         if let Some(path) = &config.model.pretrained {
