@@ -60,7 +60,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
 }
 
 // Decoder messages can span lines; dml's errors are one line.
-fn one_line(e: String) -> String {
+pub(crate) fn one_line(e: String) -> String {
     e.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -14,6 +14,7 @@ use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, bridge};
 use burn::tensor::DType;
 
+use crate::data::image_file::one_line;
 use crate::model::BackboneKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,7 @@ impl WeightFile {
                 .map_err(|e| error(path, format!("not a readable safetensors file: {e}")))?;
             ("safetensors".to_string(), tensors.values().cloned().collect::<Vec<_>>())
         } else {
-            let reader = PytorchReader::new(path).map_err(|e| error(path, one_line(&e.to_string())))?;
+            let reader = PytorchReader::new(path).map_err(|e| error(path, one_line(e.to_string())))?;
             let format = if reader.metadata().is_legacy_format() {
                 "PyTorch, legacy format (pickle and raw storages, PyTorch < 1.6)"
             } else if reader.metadata().is_modern_format() {
@@ -227,7 +228,7 @@ impl WeightFile {
                     (path, format!("{found:?} values, expected {expected:?}"))
                 }
                 burn::store::ApplyError::AdapterError { path, message }
-                | burn::store::ApplyError::LoadError { path, message } => (path, one_line(message)),
+                | burn::store::ApplyError::LoadError { path, message } => (path, one_line(message.clone())),
             };
             let name = file_names.get(path).unwrap_or(path);
             return Err(error(
@@ -240,10 +241,6 @@ impl WeightFile {
         }
         Ok(matching)
     }
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A tensor whose shape in the file differs from the backbone's.
