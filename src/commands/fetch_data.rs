@@ -40,7 +40,7 @@ fn emoji(dir: &Path) -> Result<(), CliError> {
         let file = std::fs::File::open(&tgz).map_err(|e| CliError::at(&tgz, e))?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         let mut progress = Progress::new(style, 0, EMOJI_IMAGES).with_unit("img");
-        let (mut count, start) = (0u64, Instant::now());
+        let (mut count, mut last) = (0u64, Instant::now());
         let images = format!("package/img/{style}/64/");
         for entry in archive.entries().map_err(|e| CliError::at(&tgz, e))? {
             let mut entry = entry.map_err(|e| CliError::at(&tgz, e))?;
@@ -60,7 +60,8 @@ fn emoji(dir: &Path) -> Result<(), CliError> {
             write_atomically(&target, &bytes)?;
             if target.extension().is_some_and(|e| e == "png") {
                 count += 1;
-                progress.update(count.min(EMOJI_IMAGES), None, count, Some(start.elapsed()));
+                progress.update(count.min(EMOJI_IMAGES), None, 1, Some(last.elapsed()));
+                last = Instant::now();
             }
         }
         progress.interrupt();
@@ -125,7 +126,7 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
     }
     let mut archive = tar::Archive::new(std::io::Cursor::new(out.stdout));
     let mut progress = Progress::new("fashion-mnist", 0, files.len() as u64).with_unit("file");
-    let (mut found, start) = (0u64, Instant::now());
+    let (mut found, mut last) = (0u64, Instant::now());
     for entry in archive.entries().map_err(|e| CliError::at(&deb, e))? {
         let mut entry = entry.map_err(|e| CliError::at(&deb, e))?;
         let path = entry.path().map_err(|e| CliError::at(&deb, e))?.to_string_lossy().into_owned();
@@ -138,7 +139,8 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
         write_atomically(&dir.join(&name), &bytes)?;
         if name != "copyright" {
             found += 1;
-            progress.update(found, None, found, Some(start.elapsed()));
+            progress.update(found, None, 1, Some(last.elapsed()));
+            last = Instant::now();
         }
     }
     progress.interrupt();
