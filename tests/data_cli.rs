@@ -170,3 +170,24 @@ fn cars_196_from_a_matlab_file() {
         fs::remove_dir_all(&root).unwrap();
     }
 }
+
+#[test]
+fn fashion_mnist_full_trains_on_the_training_file_and_tests_on_the_test_file() {
+    let root = scratch("fashion-full");
+    common::fashion_mnist_full_tree(&root, 60);
+    let out = stdout(&check("fashion-mnist-full", &root));
+    assert!(out.contains("train 30 images in 5 classes; test 5,000 images in 5 classes"), "{out}");
+    assert!(out.contains("30,000 / 5,000 — these files differ"), "{out}");
+
+    let bundled = stdout(&dml(&["data", "check", "--dataset", "fashion-mnist"]));
+    assert!(bundled.contains("train 5,000 images in 5 classes; test 5,000 images in 5 classes"), "{bundled}");
+    assert!(bundled.contains("these files match it"), "{bundled}");
+
+    fs::write(root.join("train-labels-idx1-ubyte"), common::idx_u8(&[59], &[0; 59])).unwrap();
+    assert_error(&check("fashion-mnist-full", &root), "train-labels-idx1-ubyte", "59");
+    let empty = root.join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    assert_error(&check("fashion-mnist-full", &empty), "empty", "dml data fetch fashion-mnist-full");
+    assert_error(&dml(&["data", "check", "--dataset", "cub"]), "", "needs its folder (--root)");
+    fs::remove_dir_all(&root).unwrap();
+}

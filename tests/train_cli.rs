@@ -318,3 +318,38 @@ fn print_config_round_trips() {
     assert_eq!(text(&again.stdout), printed);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The full Fashion-MNIST set trains on its training file: with a copy of the bundled test files
+/// in its place the run is exactly the default run; with other training images it is not.
+#[test]
+fn fashion_mnist_full_reads_its_training_file() {
+    let dir = scratch("full");
+    let args = ["--iterations", "3", "--eval-interval", "0", "--seed", "7"];
+    let default = train(&dir, "default", &args);
+    let root = dir.join("fashion-mnist-full");
+    common::fashion_mnist_full_tree(&root, 100);
+    let with_root = |name: &str| {
+        let mut all = vec!["--dataset", "fashion-mnist-full", "--root", root.to_str().unwrap()];
+        all.extend_from_slice(&args);
+        train(&dir, name, &all)
+    };
+    let generated = with_root("generated");
+    for (prefix, name) in [("images", "idx3"), ("labels", "idx1")] {
+        let file = format!("{prefix}-{name}-ubyte");
+        fs::remove_file(root.join(format!("train-{file}"))).unwrap();
+        fs::copy(common::bundled_fashion_mnist().join(format!("t10k-{file}.gz")), root.join(format!("train-{file}.gz"))).unwrap();
+    }
+    let copied = with_root("copied");
+    let losses = |run_dir: &Path| -> Vec<f64> {
+        metrics(run_dir).iter().filter_map(|v| v.get("loss").and_then(Value::as_f64)).collect()
+    };
+    assert_eq!(losses(&copied), losses(&default));
+    assert_eq!(evals(&copied), evals(&default));
+    assert_ne!(losses(&generated), losses(&default));
+    let labels = npy::read_labels(&generated.join("labels.npy")).unwrap();
+    assert_eq!(labels.len(), 5000, "tested on classes 5–9 of the test file");
+    assert!(labels.iter().all(|l| (5..10).contains(l)));
+    let config = fs::read_to_string(generated.join("config.toml")).unwrap();
+    assert!(config.contains("dataset = \"fashion-mnist-full\""), "{config}");
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use dml_engine::data::{FileDataset, ImageList, TestSet};
+use dml_engine::data::{DataConfig, DatasetKind, GreyImages, ImageList, TestSet};
 
 use crate::error::CliError;
 
@@ -27,12 +27,13 @@ pub struct FetchArgs {
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// cub, cars, sop, inshop or folder.
+    /// cub, cars, sop, inshop, folder, emoji, fashion-mnist or fashion-mnist-full.
     #[arg(long)]
-    dataset: FileDataset,
-    /// The dataset's root folder.
+    dataset: DatasetKind,
+    /// The dataset's root folder (Fashion-MNIST: the bundled files, or dml's cache for the full
+    /// set, unless given).
     #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    root: Option<PathBuf>,
 }
 
 pub fn run(command: DataCommand) -> Result<(), CliError> {
@@ -42,7 +43,7 @@ pub fn run(command: DataCommand) -> Result<(), CliError> {
     }
 }
 
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -58,8 +59,21 @@ fn describe(name: &str, list: &ImageList) -> String {
     format!("{name} {} images in {} classes", thousands(list.len()), thousands(list.classes()))
 }
 
+fn describe_grey(name: &str, images: &GreyImages) -> String {
+    let mut classes: Vec<i64> = images.labels.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    format!("{name} {} images in {} classes", thousands(images.len()), classes.len())
+}
+
 fn check(args: CheckArgs) -> Result<(), CliError> {
-    let dataset = args.dataset.load(&args.root).map_err(|e| CliError::at(&e.path, e.message))?;
+    let Some(format) = args.dataset.files() else {
+        return check_grey(args);
+    };
+    let Some(root) = args.root else {
+        return Err(CliError::plain(format!("the {} dataset needs its folder (--root)", format.name())));
+    };
+    let dataset = format.load(&root).map_err(|e| CliError::at(&e.path, e.message))?;
     let mut lists: Vec<(&str, &ImageList)> = vec![("train", &dataset.train)];
     match &dataset.test {
         TestSet::LeaveOneOut(test) => lists.push(("test", test)),
@@ -70,17 +84,17 @@ fn check(args: CheckArgs) -> Result<(), CliError> {
     }
     for (name, list) in &lists {
         if list.is_empty() {
-            return Err(CliError::at(&args.root, format!("the {name} split is empty")));
+            return Err(CliError::at(&root, format!("the {name} split is empty")));
         }
         if let Some(missing) = list.first_missing(&dataset.root) {
             return Err(CliError::at(&missing, format!("listed in the {name} split but missing")));
         }
     }
     let counts: Vec<usize> = lists.iter().map(|(_, l)| l.len()).collect();
-    println!("{}: {}", args.root.display(), lists.iter().map(|(n, l)| describe(n, l)).collect::<Vec<_>>().join("; "));
+    println!("{}: {}", root.display(), lists.iter().map(|(n, l)| describe(n, l)).collect::<Vec<_>>().join("; "));
     let total: usize = counts.iter().sum();
     println!("all {} listed image files exist", thousands(total));
-    if let Some(published) = args.dataset.published() {
+    if let Some(published) = format.published() {
         let matches = published == counts.as_slice();
         let published: Vec<String> = published.iter().map(|&n| thousands(n)).collect();
         println!(
@@ -89,5 +103,39 @@ fn check(args: CheckArgs) -> Result<(), CliError> {
             if matches { "this tree matches it" } else { "this tree differs (a subset or another version)" }
         );
     }
+    Ok(())
+}
+
+/// The Fashion-MNIST kinds: IDX files read whole, split into training and test classes.
+fn check_grey(args: CheckArgs) -> Result<(), CliError> {
+    let config = DataConfig {
+        dataset: args.dataset,
+        root: args.root.unwrap_or_default(),
+        ..DataConfig::default()
+    };
+    let root = config.resolved_root();
+    let inputs = config
+        .inputs(&Default::default(), dml_engine::data::Normalization::IMAGENET)
+        .map_err(|e| CliError::at(&e.path, e.message))?;
+    let dml_engine::data::Inputs::Grey { split, .. } = inputs else {
+        unreachable!("Fashion-MNIST is read as grey images");
+    };
+    println!(
+        "{}: {}; {}",
+        root.display(),
+        describe_grey("train", &split.train),
+        describe_grey("test", &split.test)
+    );
+    let expected: &[usize] = match args.dataset {
+        DatasetKind::FashionMnistFull => &[30_000, 5_000],
+        _ => &[5_000, 5_000],
+    };
+    let matches = expected == [split.train.len(), split.test.len()];
+    println!(
+        "expected split (classes 0–4 / 5–9): {} / {} — {}",
+        thousands(expected[0]),
+        thousands(expected[1]),
+        if matches { "these files match it" } else { "these files differ (a subset or another version)" }
+    );
     Ok(())
 }

@@ -148,6 +148,14 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
     if let Some(missing) = files.iter().find(|f| !dir.join(f).exists()) {
         return Err(CliError::at(&deb, format!("{missing} is not in the package")));
     }
-    println!("{}: the 60,000 training and 10,000 test images (licence: copyright, Expat)", dir.display());
+    let default_dir = dml_engine::data::cache_dir().join("fashion-mnist-full");
+    let root_flag = if dir == default_dir { String::new() } else { format!(" --root {}", dir.display()) };
+    let (train, test) = dml_engine::data::fashion_mnist::full_split(dir).map_err(|e| CliError::at(&e.path, e.source))?;
+    println!(
+        "{}: the 60,000 training and 10,000 test images (licence: copyright, Expat); classes 0–4 of the training set ({} images) train, classes 5–9 of the test set ({}) test: `dml train --dataset fashion-mnist-full{root_flag}`",
+        dir.display(),
+        super::data::thousands(train.len()),
+        super::data::thousands(test.len())
+    );
     Ok(())
 }

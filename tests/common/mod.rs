@@ -29,3 +29,31 @@ pub fn assert_error(out: &Output, path_part: &str, message_part: &str) {
     assert!(line.contains(path_part) && line.contains(message_part), "unexpected error line: {line}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// An IDX file of unsigned bytes (the MNIST format): magic, big-endian sizes, the data.
+pub fn idx_u8(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// The bundled Fashion-MNIST test files.
+pub fn bundled_fashion_mnist() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+}
+
+/// A full Fashion-MNIST folder: a small generated training set (`n` images, label `i % 10`,
+/// every pixel of image `i` equal to `i`) beside copies of the real bundled test files.
+pub fn fashion_mnist_full_tree(root: &std::path::Path, n: u32) {
+    fs::create_dir_all(root).unwrap();
+    let pixels: Vec<u8> = (0..n).flat_map(|i| std::iter::repeat_n(i as u8, 28 * 28)).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    fs::write(root.join("train-images-idx3-ubyte"), idx_u8(&[n, 28, 28], &pixels)).unwrap();
+    fs::write(root.join("train-labels-idx1-ubyte"), idx_u8(&[n], &labels)).unwrap();
+    for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::copy(bundled_fashion_mnist().join(name), root.join(name)).unwrap();
+    }
+}

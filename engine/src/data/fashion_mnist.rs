@@ -109,6 +109,15 @@ pub fn zero_shot_split(images: &GreyImages) -> (GreyImages, GreyImages) {
     (images.filter(|l| l < 5), images.filter(|l| l >= 5))
 }
 
+/// The zero-shot split of the whole dataset (`dml data fetch fashion-mnist-full`): classes 0–4
+/// of the 60,000 training images train; classes 5–9 of the 10,000 test images test, the same
+/// test set as the bundled default, so that the two runs' numbers compare.
+pub fn full_split(root: &Path) -> Result<(GreyImages, GreyImages), DatasetError> {
+    let train = load(root, "train")?;
+    let test = load(root, "t10k")?;
+    Ok((train.filter(|l| l < 5), test.filter(|l| l >= 5)))
+}
+
 /// Height and width of Fashion-MNIST images.
 pub const SIDE: usize = 28;
 

@@ -39,11 +39,22 @@ pub enum DatasetKind {
     Folder,
     /// Emoji in Google's and Twitter's styles (`dml data fetch emoji`).
     Emoji,
+    /// All 70,000 Fashion-MNIST images (`dml data fetch fashion-mnist-full`): the training
+    /// classes from the training set, the test classes from the test set.
+    FashionMnistFull,
 }
 
 impl DatasetKind {
-    pub const NAMES: [&'static str; 7] =
-        ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder", "emoji"];
+    pub const NAMES: [&'static str; 8] = [
+        "fashion-mnist",
+        "cub",
+        "cars",
+        "sop",
+        "inshop",
+        "folder",
+        "emoji",
+        "fashion-mnist-full",
+    ];
 
     /// The name in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -53,7 +64,7 @@ impl DatasetKind {
     /// The on-disk format of a photo dataset; `None` for the bundled grey images.
     pub fn files(self) -> Option<FileDataset> {
         match self {
-            DatasetKind::FashionMnist => None,
+            DatasetKind::FashionMnist | DatasetKind::FashionMnistFull => None,
             DatasetKind::Cub => Some(FileDataset::Cub),
             DatasetKind::Cars => Some(FileDataset::Cars),
             DatasetKind::Sop => Some(FileDataset::Sop),
@@ -89,7 +100,8 @@ impl std::str::FromStr for DatasetKind {
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
-    /// The dataset's folder; empty for the bundled Fashion-MNIST files.
+    /// The dataset's folder; empty for the bundled Fashion-MNIST files (and for the full set in
+    /// dml's cache, where `dml data fetch fashion-mnist-full` puts it).
     pub root: PathBuf,
     /// Threads decoding photos (0: one per core).
     pub workers: usize,
@@ -121,17 +133,18 @@ pub struct Split {
 impl DataConfig {
     /// The dataset's folder, with the bundled default filled in.
     pub fn resolved_root(&self) -> PathBuf {
-        if self.root.as_os_str().is_empty() && self.dataset == DatasetKind::FashionMnist {
-            fashion_mnist::bundled_root()
-        } else {
-            self.root.clone()
+        match self.dataset {
+            _ if !self.root.as_os_str().is_empty() => self.root.clone(),
+            DatasetKind::FashionMnist => fashion_mnist::bundled_root(),
+            DatasetKind::FashionMnistFull => cache_dir().join("fashion-mnist-full"),
+            _ => self.root.clone(),
         }
     }
 
     /// A readable name for a class label.
     pub fn class_name(&self, label: i64) -> String {
         match self.dataset {
-            DatasetKind::FashionMnist => usize::try_from(label)
+            DatasetKind::FashionMnist | DatasetKind::FashionMnistFull => usize::try_from(label)
                 .ok()
                 .and_then(|l| fashion_mnist::CLASS_NAMES.get(l))
                 .map_or_else(|| label.to_string(), |name| name.to_string()),
@@ -164,9 +177,21 @@ impl DataConfig {
         let root = self.resolved_root();
         match self.dataset.files() {
             None => {
-                let images = fashion_mnist::load(&root, "t10k")
-                    .map_err(|e| ListError::new(&e.path, e.source))?;
-                let (train, test) = fashion_mnist::zero_shot_split(&images);
+                let grey_error = |e: DatasetError| ListError::new(&e.path, e.source);
+                let (train, test) = if self.dataset == DatasetKind::FashionMnistFull {
+                    if !root.join("train-images-idx3-ubyte.gz").exists()
+                        && !root.join("train-images-idx3-ubyte").exists()
+                    {
+                        return Err(ListError::new(
+                            &root,
+                            "no train-images-idx3-ubyte[.gz] here; `dml data fetch fashion-mnist-full` puts the full set in this folder (or pass --root)",
+                        ));
+                    }
+                    fashion_mnist::full_split(&root).map_err(grey_error)?
+                } else {
+                    let images = fashion_mnist::load(&root, "t10k").map_err(grey_error)?;
+                    fashion_mnist::zero_shot_split(&images)
+                };
                 Ok(Inputs::Grey {
                     split: Split { train, test },
                     transform: GreyTransform::from_config(augment),
