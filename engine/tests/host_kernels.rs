@@ -1,12 +1,14 @@
 //! The host kernels agree with Burn's own operations on the CPU backend: convolution and
-//! training-mode batch norm + ReLU, values and the gradients of every input.
+//! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, values and the
+//! gradients of every input.
 
 use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
 use dml_engine::burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
-use dml_engine::burn::tensor::activation::relu;
-use dml_engine::kernels::{batch_norm_relu, batch_stats, host_conv2d, host_max_pool2d};
+use dml_engine::burn::tensor::activation::{relu, relu6};
+use dml_engine::burn::tensor::ops::PadMode;
+use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_norm_relu, batch_stats, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
 use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
@@ -59,6 +61,96 @@ fn strides_paddings_and_kernel_sizes() {
     check([2, 6, 9, 9], 4, [1, 1], [1, 1], [0, 0]);
     check([2, 6, 9, 8], 4, [1, 1], [2, 2], [0, 0]);
     check([2, 4, 10, 7], 3, [3, 3], [2, 1], [0, 2]);
+}
+
+/// Depthwise convolution with zeros `rows` / `cols` (before, after) around the image, against
+/// Burn's grouped convolution of the padded image.
+fn check_depthwise(shape: [usize; 4], kernel: usize, stride: usize, rows: (usize, usize), cols: (usize, usize)) {
+    let device = Device::flex().autodiff();
+    let what = format!("depthwise x {shape:?}, kernel {kernel}, stride {stride}, rows {rows:?}, cols {cols:?}");
+    let channels = shape[1];
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<4>::random([channels, 1, kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
+    let out = [
+        (shape[2] + rows.0 + rows.1 - kernel) / stride + 1,
+        (shape[3] + cols.0 + cols.1 - kernel) / stride + 1,
+    ];
+    let run = |host: bool| {
+        let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
+        let y = if host {
+            host_depthwise_conv2d(x.clone(), w.clone(), [stride, stride], [rows.0, cols.0], out)
+        } else {
+            let padded = x.clone().pad([rows, cols], PadMode::Constant(0.0));
+            burn_conv2d(padded, w.clone(), None, ConvOptions::new([stride, stride], [0, 0], [1, 1], channels))
+        };
+        let loss = (y.clone() * y.clone().detach()).sum();
+        let grads = loss.backward();
+        (y.inner(), x.grad(&grads).unwrap(), w.grad(&grads).unwrap())
+    };
+    let (y, gx, gw) = run(true);
+    let (y_ref, gx_ref, gw_ref) = run(false);
+    assert_eq!(y.dims(), y_ref.dims(), "{what}: output shape");
+    close(y, y_ref, &format!("{what}: output"));
+    close(gx, gx_ref, &format!("{what}: input gradient"));
+    close(gw, gw_ref, &format!("{what}: weight gradient"));
+}
+
+#[test]
+fn depthwise_convolution_matches_burn_grouped_convolution() {
+    // EfficientNet-Lite0's depthwise layers at 64 × 64 input, TensorFlow SAME padding.
+    check_depthwise([4, 32, 32, 32], 3, 1, (1, 1), (1, 1));
+    check_depthwise([4, 96, 32, 32], 3, 2, (0, 1), (0, 1));
+    check_depthwise([4, 144, 16, 16], 5, 2, (1, 2), (1, 2));
+    check_depthwise([4, 480, 4, 4], 5, 1, (2, 2), (2, 2));
+    // Odd sizes, unequal sides and no padding.
+    check_depthwise([3, 5, 9, 7], 3, 2, (1, 1), (1, 1));
+    check_depthwise([2, 3, 6, 11], 3, 1, (0, 0), (0, 0));
+}
+
+#[test]
+fn batch_norm_clamp_matches_burn_batch_norm_then_relu6_or_nothing() {
+    type Activation = fn(Tensor<4>) -> Tensor<4>;
+    let cases: [(Clamp, Activation); 2] = [(Clamp::RELU6, relu6), (Clamp::NONE, |x| x)];
+    let device = Device::flex().autodiff();
+    for (clamp, activation) in cases {
+        // Spread 4 and γ around 3 so that some outputs pass 6.
+        let shape = [8, 5, 6, 7];
+        let x = Tensor::<4>::random(shape, Distribution::Normal(1.0, 4.0), &device);
+        let gamma = Tensor::<1>::random([5], Distribution::Normal(3.0, 0.5), &device);
+        let beta = Tensor::<1>::random([5], Distribution::Normal(0.0, 0.5), &device);
+        let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).detach();
+        let run = |host: bool| {
+            let mut norm = BatchNormConfig::new(5).with_epsilon(1e-3).init(&device);
+            norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
+            norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
+            let x = x.clone().require_grad();
+            let y = if host {
+                let stats = batch_stats(x.clone().detach());
+                batch_norm_clamp(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
+            } else {
+                activation(norm.forward(x.clone()))
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                flat(norm.gamma.val().grad(&grads).unwrap()),
+                flat(norm.beta.val().grad(&grads).unwrap()),
+            )
+        };
+        let (y, gx, gg, gb) = run(true);
+        let what = format!("{clamp:?}");
+        if clamp == Clamp::RELU6 {
+            let top = y.clone().into_data().iter::<f32>().filter(|&v| v == 6.0).count();
+            assert!(top > 0, "{what}: no output reached 6, the test does not reach the upper clamp");
+        }
+        let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
+        close(y, y_ref, &format!("{what}: output"));
+        close(gx, gx_ref, &format!("{what}: input gradient"));
+        close_vec(gg, gg_ref, &format!("{what}: gamma gradient"));
+        close_vec(gb, gb_ref, &format!("{what}: beta gradient"));
+    }
 }
 
 #[test]

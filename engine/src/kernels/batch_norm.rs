@@ -1,5 +1,6 @@
-//! Training-mode batch normalisation followed by ReLU, NCHW f32 on the host: statistics, forward
-//! and backward, each one or two passes over the activation.
+//! Training-mode batch normalisation followed by a clamp (ReLU: [0, ∞); ReLU6: [0, 6]; none:
+//! (−∞, ∞)), NCHW f32 on the host: statistics, forward and backward, each one or two passes over
+//! the activation.
 //!
 //! Burn's generic batch norm swaps the batch and channel axes (a full copy) for every reduction,
 //! forward and backward; here the reductions walk each channel's planes in place. Sums are taken
@@ -43,14 +44,36 @@ fn plane_moments(p: &[f32], shift: f32) -> (f64, f64) {
     (total(s1) + t1, total(s2) + t2)
 }
 
-/// Σ g and Σ g·(x − mean) over a plane, g = gy where the ReLU passed (a·x + b > 0).
-fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32) -> (f64, f64) {
+/// The output range of the activation after batch norm, and where its gradient passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clamp {
+    pub low: f32,
+    pub high: f32,
+}
+
+impl Clamp {
+    pub const RELU: Clamp = Clamp { low: 0.0, high: f32::INFINITY };
+    pub const RELU6: Clamp = Clamp { low: 0.0, high: 6.0 };
+    pub const NONE: Clamp = Clamp { low: f32::NEG_INFINITY, high: f32::INFINITY };
+
+    fn apply(self, z: f32) -> f32 {
+        z.max(self.low).min(self.high)
+    }
+
+    /// 1 where the gradient passes (strictly inside the range), else 0.
+    fn passes(self, z: f32) -> f32 {
+        ((z > self.low) & (z < self.high)) as u32 as f32
+    }
+}
+
+/// Σ g and Σ g·(x − mean) over a plane, g = gy where the clamp passed.
+fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> (f64, f64) {
     let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
     let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
     let (xr, gr) = (xc.remainder(), gc.remainder());
     for (x8, g8) in xc.zip(gc) {
         for l in 0..8 {
-            let g = g8[l] * ((a * x8[l] + b > 0.0) as u32 as f32);
+            let g = g8[l] * clamp.passes(a * x8[l] + b);
             s1[l] += g;
             s2[l] += g * (x8[l] - mean);
         }
@@ -58,7 +81,7 @@ fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32) -> (f64, f
     let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
     let (mut t1, mut t2) = (total(s1), total(s2));
     for (&x, &g) in xr.iter().zip(gr) {
-        let g = g * ((a * x + b > 0.0) as u32 as f32);
+        let g = g * clamp.passes(a * x + b);
         t1 += g as f64;
         t2 += (g * (x - mean)) as f64;
     }
@@ -92,15 +115,15 @@ fn scale_shift(s: &BnShape, gamma: &[f32], beta: &[f32], stats: &[f32], epsilon:
         .unzip()
 }
 
-/// `relu(γ (x − μ) / √(σ² + ε) + β)` with the batch statistics `stats` of `x`.
-pub fn forward(s: &BnShape, x: &[f32], gamma: &[f32], beta: &[f32], stats: &[f32], epsilon: f64) -> Vec<f32> {
+/// `clamp(γ (x − μ) / √(σ² + ε) + β)` with the batch statistics `stats` of `x`.
+pub fn forward(s: &BnShape, x: &[f32], gamma: &[f32], beta: &[f32], stats: &[f32], epsilon: f64, clamp: Clamp) -> Vec<f32> {
     let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(s.plane).zip(x.par_chunks(s.plane)).enumerate().for_each(|(i, (out, inp))| {
         let c = i % s.channels;
         let (a, b) = (scale[c], shift[c]);
         for (o, &v) in out.iter_mut().zip(inp) {
-            *o = (a * v + b).max(0.0);
+            *o = clamp.apply(a * v + b);
         }
     });
     y
@@ -115,18 +138,19 @@ pub fn backward(
     beta: &[f32],
     stats: &[f32],
     epsilon: f64,
+    clamp: Clamp,
     gy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
     let inv: Vec<f64> = (0..s.channels).map(|c| 1.0 / (stats[s.channels + c] as f64 + epsilon).sqrt()).collect();
-    // Per channel: Σ g and Σ g·x̂, with g = gy where the ReLU passed.
+    // Per channel: Σ g and Σ g·x̂, with g = gy where the clamp passed.
     let sums: Vec<(f64, f64)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
             let (a, b, mean) = (scale[c], shift[c], stats[c]);
             let (mut sg, mut sgx) = (0.0f64, 0.0f64);
             for (xp, gp) in s.planes(x, c).zip(s.planes(gy, c)) {
-                let (u, v) = plane_grad_sums(xp, gp, a, b, mean);
+                let (u, v) = plane_grad_sums(xp, gp, a, b, mean, clamp);
                 sg += u;
                 sgx += v;
             }
@@ -146,7 +170,7 @@ pub fn backward(
         let inv_c = inv[c] as f32;
         let (xp, gp) = (&x[offset..offset + s.plane], &gy[offset..offset + s.plane]);
         for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
-            let g = g * ((a * v + b > 0.0) as u32 as f32);
+            let g = g * clamp.passes(a * v + b);
             *o = k * (g - mean_g - (v - mean) * inv_c * mean_gx);
         }
     });
@@ -159,14 +183,14 @@ mod tests {
     use crate::kernels::test_values as values;
 
     /// The whole layer in f64 from the definition: statistics recomputed from x.
-    fn loss_reference(s: &BnShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, u: &[f32]) -> f64 {
+    fn loss_reference(s: &BnShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, clamp: Clamp, u: &[f32]) -> f64 {
         let mut total = 0.0;
         for c in 0..s.channels {
             let idx: Vec<usize> = (0..s.batch).flat_map(|n| (0..s.plane).map(move |j| (n * s.channels + c) * s.plane + j)).collect();
             let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
             let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / idx.len() as f64;
             for &i in &idx {
-                let y = (gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c]).max(0.0);
+                let y = (gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c]).max(clamp.low as f64).min(clamp.high as f64);
                 total += y * u[i] as f64;
             }
         }
@@ -175,6 +199,13 @@ mod tests {
 
     #[test]
     fn matches_the_definition_and_its_finite_differences() {
+        // ReLU6's upper bound at 0.3 so that these small values reach it.
+        for clamp in [Clamp::RELU, Clamp::NONE, Clamp { low: 0.0, high: 0.3 }] {
+            check(clamp);
+        }
+    }
+
+    fn check(clamp: Clamp) {
         let s = BnShape { batch: 3, channels: 2, plane: 5 };
         let x = values(30, 1);
         let gamma = vec![1.3f32, 0.7];
@@ -182,19 +213,19 @@ mod tests {
         let eps = 1e-5;
         let u = values(30, 2);
         let st = stats(&s, &x);
-        let y = forward(&s, &x, &gamma, &beta, &st, eps);
+        let y = forward(&s, &x, &gamma, &beta, &st, eps, clamp);
         let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
         let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
         let value: f64 = y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!((value - loss_reference(&s, &x64, &g64, &b64, eps, &u)).abs() < 1e-5);
-        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &st, eps, &u);
+        assert!((value - loss_reference(&s, &x64, &g64, &b64, eps, clamp, &u)).abs() < 1e-5);
+        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &st, eps, clamp, &u);
         let h = 1e-6;
         let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
         for i in 0..x.len() {
             let d = fd(&|e| {
                 let mut xe = x64.clone();
                 xe[i] += e;
-                loss_reference(&s, &xe, &g64, &b64, eps, &u)
+                loss_reference(&s, &xe, &g64, &b64, eps, clamp, &u)
             });
             assert!((gx[i] as f64 - d).abs() < 1e-3, "x[{i}]: {} vs {d}", gx[i]);
         }
@@ -202,13 +233,13 @@ mod tests {
             let d = fd(&|e| {
                 let mut ge = g64.clone();
                 ge[c] += e;
-                loss_reference(&s, &x64, &ge, &b64, eps, &u)
+                loss_reference(&s, &x64, &ge, &b64, eps, clamp, &u)
             });
             assert!((gg[c] as f64 - d).abs() < 1e-3, "gamma[{c}]");
             let d = fd(&|e| {
                 let mut be = b64.clone();
                 be[c] += e;
-                loss_reference(&s, &x64, &g64, &be, eps, &u)
+                loss_reference(&s, &x64, &g64, &be, eps, clamp, &u)
             });
             assert!((gb[c] as f64 - d).abs() < 1e-3, "beta[{c}]");
         }

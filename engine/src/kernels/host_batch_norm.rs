@@ -1,4 +1,4 @@
-//! Batch norm + ReLU of [`super::batch_norm`] as Burn operations on the CPU (flex) backend, with
+//! Batch norm + clamp (ReLU, ReLU6 or none) of [`super::batch_norm`] as Burn operations on the CPU (flex) backend, with
 //! their own backward pass under autodiff.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -10,20 +10,22 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
 
-use super::batch_norm::{self, BnShape};
+use super::batch_norm::{self, BnShape, Clamp};
 use super::host_conv::{contiguous_f32, slice, tensor};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostBatchNorm: Backend {
     /// Per-channel batch mean and biased variance of `[n, c, h, w]`, as `[2, c]`; no gradient.
     fn host_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `relu(batch_norm(x))` in training mode; `stats` must be `host_bn_stats(x)`.
-    fn host_bn_relu(
+    /// `clamp(batch_norm(x), low, high)` in training mode; `stats` must be `host_bn_stats(x)`.
+    fn host_bn_clamp(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
+        low: f64,
+        high: f64,
     ) -> FloatTensor<Self>;
 }
 
@@ -38,20 +40,22 @@ impl HostBatchNorm for Flex {
         tensor(batch_norm::stats(&s, slice(&x)), Shape::new([2, s.channels]))
     }
 
-    fn host_bn_relu(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64) -> FlexTensor {
+    fn host_bn_clamp(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64, low: f64, high: f64) -> FlexTensor {
+        let clamp = Clamp { low: low as f32, high: high as f32 };
         let shape = x.shape();
         let s = bn_shape(&shape);
         let (x, gamma, beta, stats) = (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats));
-        tensor(batch_norm::forward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), epsilon), shape)
+        tensor(batch_norm::forward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), epsilon, clamp), shape)
     }
 }
 
 #[derive(Debug)]
-struct BnReluBackward {
+struct BnClampBackward {
     epsilon: f64,
+    clamp: Clamp,
 }
 
-impl Backward<Flex, 4> for BnReluBackward {
+impl Backward<Flex, 4> for BnClampBackward {
     type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
@@ -63,7 +67,7 @@ impl Backward<Flex, 4> for BnReluBackward {
         let (x, gamma, beta, stats, gy) =
             (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats), contiguous_f32(&gy));
         let (gx, ggamma, gbeta) =
-            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, slice(&gy));
+            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, self.clamp, slice(&gy));
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(gx, shape));
         }
@@ -81,14 +85,16 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
         FloatTensor::<Self>::new(Flex::host_bn_stats(x.primitive().clone()))
     }
 
-    fn host_bn_relu(
+    fn host_bn_clamp(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
+        low: f64,
+        high: f64,
     ) -> FloatTensor<Self> {
-        let backward = BnReluBackward { epsilon };
+        let backward = BnClampBackward { epsilon, clamp: Clamp { low: low as f32, high: high as f32 } };
         match backward.prepare::<C>([x.node(), gamma.node(), beta.node(), stats.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let state = (
@@ -97,21 +103,25 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
                     beta.primitive().clone(),
                     stats.primitive().clone(),
                 );
-                let output = Flex::host_bn_relu(
+                let output = Flex::host_bn_clamp(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     stats.into_primitive(),
                     epsilon,
+                    low,
+                    high,
                 );
                 prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::host_bn_relu(
+            OpsKind::UnTracked(prep) => prep.finish(Flex::host_bn_clamp(
                 x.into_primitive(),
                 gamma.into_primitive(),
                 beta.into_primitive(),
                 stats.into_primitive(),
                 epsilon,
+                low,
+                high,
             )),
         }
     }
@@ -122,13 +132,20 @@ pub fn batch_stats(x: Tensor<4>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_stats(x.into_dispatch()))
 }
 
-/// `relu(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
-pub fn batch_norm_relu(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_relu(
+/// `clamp(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
+pub fn batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64, clamp: Clamp) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_clamp(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         stats.into_dispatch(),
         epsilon,
+        clamp.low as f64,
+        clamp.high as f64,
     ))
+}
+
+/// `relu(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
+pub fn batch_norm_relu(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64) -> Tensor<4> {
+    batch_norm_clamp(x, gamma, beta, stats, epsilon, Clamp::RELU)
 }

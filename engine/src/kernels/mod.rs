@@ -2,13 +2,17 @@
 
 pub mod batch_norm;
 pub mod conv2d;
+pub mod depthwise;
 mod host_batch_norm;
 mod host_conv;
+mod host_depthwise;
 mod host_max_pool;
 pub mod max_pool;
 
-pub use host_batch_norm::{HostBatchNorm, batch_norm_relu, batch_stats};
+pub use batch_norm::Clamp;
+pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_norm_relu, batch_stats};
 pub use host_conv::{HostConv, conv2d as host_conv2d};
+pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};
 pub use host_max_pool::{HostMaxPool, max_pool2d as host_max_pool2d};
 
 /// Deterministic pseudo-random values in [−0.5, 0.5) for the kernels' unit tests (xorshift).

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::backend::selects_on_host;
-use crate::kernels::{batch_norm_relu, batch_stats, host_conv2d};
+use crate::kernels::{Clamp, batch_norm_clamp, batch_stats, host_conv2d};
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -113,29 +113,40 @@ impl ConvBn {
             self.conv.stride,
             padding(&self.conv.padding),
         );
-        if !(activate && device.is_autodiff() && norm.training.is_enabled()) {
+        if !(activate && trains_on_host(norm, &device)) {
             return finish(y);
         }
-        // Training mode on the CPU backend: the fused host batch norm + ReLU, with the running
-        // statistics updated exactly as Burn's BatchNorm does.
-        let stats = batch_stats(y.clone().detach());
-        let channels = stats.dims()[1];
-        let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
-        let variance = stats.clone().slice([1..2, 0..channels]).reshape([channels]);
-        let m = norm.momentum;
-        let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
-            let running = state.value_sync().to_device(&device);
-            state.update(
-                running
-                    .mul_scalar(1.0 - m)
-                    .add(batch.mul_scalar(m))
-                    .detach(),
-            );
-        };
-        update(&norm.running_mean, mean);
-        update(&norm.running_var, variance);
-        batch_norm_relu(y, norm.gamma.val(), norm.beta.val(), stats, norm.epsilon)
+        host_batch_norm(norm, y, Clamp::RELU)
     }
+}
+
+/// Whether `norm` normalises with batch statistics on the CPU backend under autodiff, where
+/// [`host_batch_norm`] replaces Burn's generic batch norm.
+pub(super) fn trains_on_host(norm: &BatchNorm, device: &Device) -> bool {
+    device.is_autodiff() && norm.training.is_enabled() && selects_on_host(device)
+}
+
+/// Training-mode batch norm followed by `clamp` as one host kernel, with the running statistics
+/// updated exactly as Burn's `BatchNorm` does.
+pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {
+    let device = y.device();
+    let stats = batch_stats(y.clone().detach());
+    let channels = stats.dims()[1];
+    let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let variance = stats.clone().slice([1..2, 0..channels]).reshape([channels]);
+    let m = norm.momentum;
+    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let running = state.value_sync().to_device(&device);
+        state.update(
+            running
+                .mul_scalar(1.0 - m)
+                .add(batch.mul_scalar(m))
+                .detach(),
+        );
+    };
+    update(&norm.running_mean, mean);
+    update(&norm.running_var, variance);
+    batch_norm_clamp(y, norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
 }
 
 fn padding(config: &PaddingConfig2d) -> [usize; 2] {
