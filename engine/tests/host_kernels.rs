@@ -8,7 +8,7 @@ use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
 use dml_engine::burn::tensor::activation::{relu, relu6};
 use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_norm_relu, batch_stats, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
+use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_stats, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
 use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
@@ -107,49 +107,58 @@ fn depthwise_convolution_matches_burn_grouped_convolution() {
     check_depthwise([2, 3, 6, 11], 3, 1, (0, 0), (0, 0));
 }
 
+type Activation = fn(Tensor<4>) -> Tensor<4>;
+
+/// Host batch norm + `clamp` against Burn's `BatchNorm` followed by `activation`: output and the
+/// gradients of x, γ and β under a random upstream gradient. Returns the host output.
+fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, clamp: Clamp, activation: Activation) -> Tensor<4> {
+    let device = x.device();
+    let [_, channels, _, _] = x.dims();
+    let gamma = Tensor::<1>::random([channels], Distribution::Normal(gamma_mean, 0.5), &device);
+    let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), &device);
+    let upstream = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device).detach();
+    let run = |host: bool| {
+        let mut norm = BatchNormConfig::new(channels).with_epsilon(epsilon).init(&device);
+        norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
+        norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
+        let x = x.clone().require_grad();
+        let y = if host {
+            let stats = batch_stats(x.clone().detach());
+            batch_norm_clamp(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
+        } else {
+            activation(norm.forward(x.clone()))
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+        (
+            y.inner(),
+            x.grad(&grads).unwrap(),
+            flat(norm.gamma.val().grad(&grads).unwrap()),
+            flat(norm.beta.val().grad(&grads).unwrap()),
+        )
+    };
+    let (y, gx, gg, gb) = run(true);
+    let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
+    close(y.clone(), y_ref, &format!("{what}: output"));
+    close(gx, gx_ref, &format!("{what}: input gradient"));
+    close_vec(gg, gg_ref, &format!("{what}: gamma gradient"));
+    close_vec(gb, gb_ref, &format!("{what}: beta gradient"));
+    y
+}
+
 #[test]
 fn batch_norm_clamp_matches_burn_batch_norm_then_relu6_or_nothing() {
-    type Activation = fn(Tensor<4>) -> Tensor<4>;
     let cases: [(Clamp, Activation); 2] = [(Clamp::RELU6, relu6), (Clamp::NONE, |x| x)];
     let device = Device::flex().autodiff();
     for (clamp, activation) in cases {
         // Spread 4 and γ around 3 so that some outputs pass 6.
-        let shape = [8, 5, 6, 7];
-        let x = Tensor::<4>::random(shape, Distribution::Normal(1.0, 4.0), &device);
-        let gamma = Tensor::<1>::random([5], Distribution::Normal(3.0, 0.5), &device);
-        let beta = Tensor::<1>::random([5], Distribution::Normal(0.0, 0.5), &device);
-        let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).detach();
-        let run = |host: bool| {
-            let mut norm = BatchNormConfig::new(5).with_epsilon(1e-3).init(&device);
-            norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
-            norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
-            let x = x.clone().require_grad();
-            let y = if host {
-                let stats = batch_stats(x.clone().detach());
-                batch_norm_clamp(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
-            } else {
-                activation(norm.forward(x.clone()))
-            };
-            let grads = (y.clone() * upstream.clone()).sum().backward();
-            let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-            (
-                y.inner(),
-                x.grad(&grads).unwrap(),
-                flat(norm.gamma.val().grad(&grads).unwrap()),
-                flat(norm.beta.val().grad(&grads).unwrap()),
-            )
-        };
-        let (y, gx, gg, gb) = run(true);
+        let x = Tensor::<4>::random([8, 5, 6, 7], Distribution::Normal(1.0, 4.0), &device);
         let what = format!("{clamp:?}");
+        let y = check_batch_norm(&what, &x, 3.0, 1e-3, clamp, activation);
         if clamp == Clamp::RELU6 {
-            let top = y.clone().into_data().iter::<f32>().filter(|&v| v == 6.0).count();
+            let top = y.into_data().iter::<f32>().filter(|&v| v == 6.0).count();
             assert!(top > 0, "{what}: no output reached 6, the test does not reach the upper clamp");
         }
-        let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
-        close(y, y_ref, &format!("{what}: output"));
-        close(gx, gx_ref, &format!("{what}: input gradient"));
-        close_vec(gg, gg_ref, &format!("{what}: gamma gradient"));
-        close_vec(gb, gb_ref, &format!("{what}: beta gradient"));
     }
 }
 
@@ -159,35 +168,7 @@ fn batch_norm_relu_matches_burn_batch_norm_then_relu() {
     for (shape, offset) in [([8, 5, 6, 7], 0.0), ([3, 4, 2, 2], 3.0), ([16, 3, 1, 1], -1.0)] {
         let what = format!("{shape:?}");
         let x = Tensor::<4>::random(shape, Distribution::Normal(offset, 2.0), &device);
-        let gamma = Tensor::<1>::random([shape[1]], Distribution::Normal(1.0, 0.5), &device);
-        let beta = Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 0.5), &device);
-        let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).detach();
-        let run = |host: bool| {
-            let mut norm = BatchNormConfig::new(shape[1]).init(&device);
-            norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
-            norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
-            let x = x.clone().require_grad();
-            let y = if host {
-                let stats = batch_stats(x.clone().detach());
-                batch_norm_relu(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon)
-            } else {
-                relu(norm.forward(x.clone()))
-            };
-            let grads = (y.clone() * upstream.clone()).sum().backward();
-            let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-            (
-                y.inner(),
-                x.grad(&grads).unwrap(),
-                flat(norm.gamma.val().grad(&grads).unwrap()),
-                flat(norm.beta.val().grad(&grads).unwrap()),
-            )
-        };
-        let (y, gx, gg, gb) = run(true);
-        let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
-        close(y, y_ref, &format!("{what}: output"));
-        close(gx, gx_ref, &format!("{what}: input gradient"));
-        close_vec(gg, gg_ref, &format!("{what}: gamma gradient"));
-        close_vec(gb, gb_ref, &format!("{what}: beta gradient"));
+        check_batch_norm(&what, &x, 1.0, 1e-5, Clamp::RELU, relu);
         // The statistics are the biased batch moments Burn's batch norm uses.
         let stats: Vec<f32> = batch_stats(x.clone()).into_data().iter().collect();
         let xs = x.clone().inner().swap_dims(0, 1).reshape([shape[1] as i64, -1]);

@@ -55,12 +55,17 @@ impl ConvGeometry {
 
     /// The range of output columns whose kernel column `j` lands inside the image.
     fn valid_columns(&self, j: usize) -> (usize, usize) {
-        let (sw, pw, ow) = (self.stride[1], self.padding[1], self.out_width());
-        // ox * sw + j - pw ∈ [0, width)
-        let first = if j >= pw { 0 } else { (pw - j).div_ceil(sw) };
-        let last = if self.width + pw > j { ((self.width + pw - j - 1) / sw + 1).min(ow) } else { 0 };
-        (first.min(last), last)
+        columns_inside(self.width, self.stride[1], self.padding[1], self.out_width(), j)
     }
+}
+
+/// Of `out_width` output columns at stride `stride` with `padding` zeros left of the image, the
+/// range whose kernel column `j` reads inside an image `width` wide.
+pub(super) fn columns_inside(width: usize, stride: usize, padding: usize, out_width: usize, j: usize) -> (usize, usize) {
+    // ox * stride + j - padding ∈ [0, width)
+    let first = if j >= padding { 0 } else { (padding - j).div_ceil(stride) };
+    let last = if width + padding > j { ((width + padding - j - 1) / stride + 1).min(out_width) } else { 0 };
+    (first.min(last), last)
 }
 
 /// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside.

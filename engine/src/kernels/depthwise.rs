@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use super::conv2d::columns_inside;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DepthwiseGeometry {
     pub batch: usize,
@@ -46,11 +48,8 @@ impl DepthwiseGeometry {
     /// The output columns whose kernel column `j` reads inside the image, and the input column
     /// the first of them reads.
     fn columns(&self, j: usize) -> (usize, usize, usize) {
-        let (sw, pw, ow) = (self.stride[1], self.padding[1], self.out_width);
-        // ox·sw + j − pw ∈ [0, width)
-        let first = if j >= pw { 0 } else { (pw - j).div_ceil(sw) };
-        let last = if self.width + pw > j { ((self.width + pw - j - 1) / sw + 1).min(ow) } else { 0 };
-        let first = first.min(last);
+        let (sw, pw) = (self.stride[1], self.padding[1]);
+        let (first, last) = columns_inside(self.width, sw, pw, self.out_width, j);
         (first, last, (first * sw + j).saturating_sub(pw))
     }
 

@@ -144,8 +144,3 @@ pub fn batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: 
         clamp.high as f64,
     ))
 }
-
-/// `relu(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
-pub fn batch_norm_relu(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64) -> Tensor<4> {
-    batch_norm_clamp(x, gamma, beta, stats, epsilon, Clamp::RELU)
-}
