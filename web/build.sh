@@ -37,6 +37,6 @@ build() {
 mkdir -p web/dist
 build pkg -O3
 # wasm-opt's -O3 on the far larger WebGPU build takes a quarter of an hour on 2 cores; -O1 keeps
-# most of the size gain.
-build pkg-webgpu -O1 --features webgpu
+# most of the size gain. Without Burn's default features: no kernel autotuning (web/Cargo.toml).
+build pkg-webgpu -O1 --no-default-features --features webgpu
 cp web/www/* web/dist/

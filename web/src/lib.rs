@@ -104,8 +104,8 @@ pub async fn load_demo(
             .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
             .valid()
             .embed_batch(&probe, &cpu);
-        // Several passes: Burn's autotune answers the first calls with a default kernel while it
-        // times the candidates, and switches to the fastest one later.
+        // Several passes: with Burn's autotune on (it is off in this build, see web/Cargo.toml)
+        // the first calls run a default kernel and later ones the fastest candidate.
         for pass in 1..=SELF_CHECK_PASSES {
             let got = inner.model.embed_batch_async(&probe, &inner.device).await.map_err(|e| JsError::new(&e))?;
             let diff = reference.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
