@@ -8,7 +8,7 @@ use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
 use dml_engine::burn::tensor::activation::{relu, relu6};
 use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_stats, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
+use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
 use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
@@ -111,18 +111,30 @@ type Activation = fn(Tensor<4>) -> Tensor<4>;
 
 /// Host batch norm + `clamp` against Burn's `BatchNorm` followed by `activation`: output and the
 /// gradients of x, γ and β under a random upstream gradient. Returns the host output.
-fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, clamp: Clamp, activation: Activation) -> Tensor<4> {
+/// `frozen`: the batch norm normalises with (random) running statistics, as a frozen one in
+/// training does; otherwise with the batch statistics.
+fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, clamp: Clamp, activation: Activation, frozen: bool) -> Tensor<4> {
     let device = x.device();
     let [_, channels, _, _] = x.dims();
     let gamma = Tensor::<1>::random([channels], Distribution::Normal(gamma_mean, 0.5), &device);
     let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), &device);
+    let running_mean = Tensor::<1>::random([channels], Distribution::Normal(0.5, 1.0), &device).detach();
+    let running_var = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 9.0), &device).detach();
     let upstream = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device).detach();
     let run = |host: bool| {
         let mut norm = BatchNormConfig::new(channels).with_epsilon(epsilon).init(&device);
         norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
         norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
+        if frozen {
+            norm.running_mean = dml_engine::burn::module::RunningState::new(running_mean.clone());
+            norm.running_var = dml_engine::burn::module::RunningState::new(running_var.clone());
+            norm.training = dml_engine::burn::module::Param::from_bool(false);
+        }
         let x = x.clone().require_grad();
-        let y = if host {
+        let y = if host && frozen {
+            let running = Tensor::stack::<2>(vec![running_mean.clone(), running_var.clone()], 0);
+            frozen_batch_norm_clamp(x.clone(), norm.gamma.val(), norm.beta.val(), running, norm.epsilon, clamp)
+        } else if host {
             let stats = batch_stats(x.clone().detach());
             batch_norm_clamp(x.clone(), norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
         } else {
@@ -150,11 +162,11 @@ fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, cl
 fn batch_norm_clamp_matches_burn_batch_norm_then_relu6_or_nothing() {
     let cases: [(Clamp, Activation); 2] = [(Clamp::RELU6, relu6), (Clamp::NONE, |x| x)];
     let device = Device::flex().autodiff();
-    for (clamp, activation) in cases {
+    for ((clamp, activation), frozen) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         // Spread 4 and γ around 3 so that some outputs pass 6.
         let x = Tensor::<4>::random([8, 5, 6, 7], Distribution::Normal(1.0, 4.0), &device);
-        let what = format!("{clamp:?}");
-        let y = check_batch_norm(&what, &x, 3.0, 1e-3, clamp, activation);
+        let what = format!("{clamp:?}, frozen {frozen}");
+        let y = check_batch_norm(&what, &x, 3.0, 1e-3, clamp, activation, frozen);
         if clamp == Clamp::RELU6 {
             let top = y.into_data().iter::<f32>().filter(|&v| v == 6.0).count();
             assert!(top > 0, "{what}: no output reached 6, the test does not reach the upper clamp");
@@ -168,7 +180,8 @@ fn batch_norm_relu_matches_burn_batch_norm_then_relu() {
     for (shape, offset) in [([8, 5, 6, 7], 0.0), ([3, 4, 2, 2], 3.0), ([16, 3, 1, 1], -1.0)] {
         let what = format!("{shape:?}");
         let x = Tensor::<4>::random(shape, Distribution::Normal(offset, 2.0), &device);
-        check_batch_norm(&what, &x, 1.0, 1e-5, Clamp::RELU, relu);
+        check_batch_norm(&what, &x, 1.0, 1e-5, Clamp::RELU, relu, false);
+        check_batch_norm(&format!("{what}, frozen"), &x, 1.0, 1e-5, Clamp::RELU, relu, true);
         // The statistics are the biased batch moments Burn's batch norm uses.
         let stats: Vec<f32> = batch_stats(x.clone()).into_data().iter().collect();
         let xs = x.clone().inner().swap_dims(0, 1).reshape([shape[1] as i64, -1]);

@@ -129,8 +129,11 @@ pub fn forward(s: &BnShape, x: &[f32], gamma: &[f32], beta: &[f32], stats: &[f32
     y
 }
 
-/// Gradients `(x, γ, β)` of [`forward`] from the output gradient `gy`; the batch statistics
-/// depend on `x` and are differentiated through.
+/// Gradients `(x, γ, β)` of [`forward`] from the output gradient `gy`. `stats` are either the
+/// batch statistics of `x`, differentiated through, or with `fixed` statistics that do not
+/// depend on `x` (the running ones of a frozen batch norm), for which `x`'s gradient is the
+/// affine map's.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     s: &BnShape,
     x: &[f32],
@@ -139,6 +142,7 @@ pub fn backward(
     stats: &[f32],
     epsilon: f64,
     clamp: Clamp,
+    fixed: bool,
     gy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
@@ -169,6 +173,12 @@ pub fn backward(
         let mean_gx = (sums[c].1 / s.count()) as f32;
         let inv_c = inv[c] as f32;
         let (xp, gp) = (&x[offset..offset + s.plane], &gy[offset..offset + s.plane]);
+        if fixed {
+            for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
+                *o = a * g * clamp.passes(a * v + b);
+            }
+            return;
+        }
         for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
             let g = g * clamp.passes(a * v + b);
             *o = k * (g - mean_g - (v - mean) * inv_c * mean_gx);
@@ -218,7 +228,7 @@ mod tests {
         let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
         let value: f64 = y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
         assert!((value - loss_reference(&s, &x64, &g64, &b64, eps, clamp, &u)).abs() < 1e-5);
-        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &st, eps, clamp, &u);
+        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &st, eps, clamp, false, &u);
         let h = 1e-6;
         let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
         for i in 0..x.len() {
@@ -242,6 +252,49 @@ mod tests {
                 loss_reference(&s, &x64, &g64, &be, eps, clamp, &u)
             });
             assert!((gb[c] as f64 - d).abs() < 1e-3, "beta[{c}]");
+        }
+    }
+
+    /// With fixed statistics (a frozen batch norm): the affine map and its finite differences.
+    #[test]
+    fn fixed_statistics_differentiate_only_the_affine_map() {
+        let s = BnShape { batch: 3, channels: 2, plane: 5 };
+        let x = values(30, 3);
+        let (gamma, beta) = (vec![1.3f32, 0.7], vec![0.1f32, -0.05]);
+        let fixed = vec![0.2f32, -0.1, 0.5, 1.7]; // means, then variances
+        let (eps, u) = (1e-3, values(30, 4));
+        let clamp = Clamp { low: 0.0, high: 0.3 };
+        let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
+            (0..x.len())
+                .map(|i| {
+                    let c = (i / s.plane) % s.channels;
+                    let z = g[c] * (x[i] - fixed[c] as f64) / (fixed[2 + c] as f64 + eps).sqrt() + b[c];
+                    z.max(clamp.low as f64).min(clamp.high as f64) * u[i] as f64
+                })
+                .sum()
+        };
+        let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
+        let y = forward(&s, &x, &gamma, &beta, &fixed, eps, clamp);
+        let value: f64 = y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!((value - loss(&x64, &g64, &b64)).abs() < 1e-5);
+        assert!(y.iter().any(|&v| v == 0.3) && y.iter().any(|&v| v == 0.0), "the test does not reach both ends of the clamp");
+        let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &fixed, eps, clamp, true, &u);
+        let h = 1e-6;
+        let bump = |v: &[f64], i: usize, e: f64| {
+            let mut w = v.to_vec();
+            w[i] += e;
+            w
+        };
+        for i in 0..x.len() {
+            let d = (loss(&bump(&x64, i, h), &g64, &b64) - loss(&bump(&x64, i, -h), &g64, &b64)) / (2.0 * h);
+            assert!((gx[i] as f64 - d).abs() < 1e-3, "x[{i}]: {} vs {d}", gx[i]);
+        }
+        for c in 0..2 {
+            let d = (loss(&x64, &bump(&g64, c, h), &b64) - loss(&x64, &bump(&g64, c, -h), &b64)) / (2.0 * h);
+            assert!((gg[c] as f64 - d).abs() < 1e-3, "gamma[{c}]: {} vs {d}", gg[c]);
+            let d = (loss(&x64, &g64, &bump(&b64, c, h)) - loss(&x64, &g64, &bump(&b64, c, -h))) / (2.0 * h);
+            assert!((gb[c] as f64 - d).abs() < 1e-3, "beta[{c}]: {} vs {d}", gb[c]);
         }
     }
 }

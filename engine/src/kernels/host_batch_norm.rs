@@ -17,7 +17,9 @@ use super::host_conv::{contiguous_f32, slice, tensor};
 pub trait HostBatchNorm: Backend {
     /// Per-channel batch mean and biased variance of `[n, c, h, w]`, as `[2, c]`; no gradient.
     fn host_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `clamp(batch_norm(x), low, high)` in training mode; `stats` must be `host_bn_stats(x)`.
+    /// `clamp(batch_norm(x), low, high)` with `stats` (`[2, c]`: means, variances): either
+    /// `host_bn_stats(x)` (training mode), or with `fixed` statistics that do not depend on `x`.
+    #[allow(clippy::too_many_arguments)]
     fn host_bn_clamp(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -26,6 +28,7 @@ pub trait HostBatchNorm: Backend {
         epsilon: f64,
         low: f64,
         high: f64,
+        fixed: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -40,7 +43,7 @@ impl HostBatchNorm for Flex {
         tensor(batch_norm::stats(&s, slice(&x)), Shape::new([2, s.channels]))
     }
 
-    fn host_bn_clamp(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64, low: f64, high: f64) -> FlexTensor {
+    fn host_bn_clamp(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64, low: f64, high: f64, _fixed: bool) -> FlexTensor {
         let clamp = Clamp { low: low as f32, high: high as f32 };
         let shape = x.shape();
         let s = bn_shape(&shape);
@@ -53,6 +56,7 @@ impl HostBatchNorm for Flex {
 struct BnClampBackward {
     epsilon: f64,
     clamp: Clamp,
+    fixed: bool,
 }
 
 impl Backward<Flex, 4> for BnClampBackward {
@@ -67,7 +71,7 @@ impl Backward<Flex, 4> for BnClampBackward {
         let (x, gamma, beta, stats, gy) =
             (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats), contiguous_f32(&gy));
         let (gx, ggamma, gbeta) =
-            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, self.clamp, slice(&gy));
+            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, self.clamp, self.fixed, slice(&gy));
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(gx, shape));
         }
@@ -93,8 +97,9 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
         epsilon: f64,
         low: f64,
         high: f64,
+        fixed: bool,
     ) -> FloatTensor<Self> {
-        let backward = BnClampBackward { epsilon, clamp: Clamp { low: low as f32, high: high as f32 } };
+        let backward = BnClampBackward { epsilon, clamp: Clamp { low: low as f32, high: high as f32 }, fixed };
         match backward.prepare::<C>([x.node(), gamma.node(), beta.node(), stats.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let state = (
@@ -111,6 +116,7 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
                     epsilon,
                     low,
                     high,
+                    fixed,
                 );
                 prep.finish(state, output)
             }
@@ -122,6 +128,7 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
                 epsilon,
                 low,
                 high,
+                fixed,
             )),
         }
     }
@@ -134,6 +141,16 @@ pub fn batch_stats(x: Tensor<4>) -> Tensor<2> {
 
 /// `clamp(batch_norm(x))` with the batch statistics `stats = batch_stats(x)`.
 pub fn batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64, clamp: Clamp) -> Tensor<4> {
+    bn_clamp(x, gamma, beta, stats, epsilon, clamp, false)
+}
+
+/// `clamp(batch_norm(x))` with fixed statistics `running` (`[2, c]`: means, variances), as a
+/// frozen batch norm computes in training: gradients reach `x`, γ and β through the affine map.
+pub fn frozen_batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, running: Tensor<2>, epsilon: f64, clamp: Clamp) -> Tensor<4> {
+    bn_clamp(x, gamma, beta, running.detach(), epsilon, clamp, true)
+}
+
+fn bn_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64, clamp: Clamp, fixed: bool) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as HostBatchNorm>::host_bn_clamp(
         x.into_dispatch(),
         gamma.into_dispatch(),
@@ -142,5 +159,6 @@ pub fn batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: 
         epsilon,
         clamp.low as f64,
         clamp.high as f64,
+        fixed,
     ))
 }

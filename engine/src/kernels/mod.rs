@@ -10,7 +10,7 @@ mod host_max_pool;
 pub mod max_pool;
 
 pub use batch_norm::Clamp;
-pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats};
+pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp};
 pub use host_conv::{HostConv, conv2d as host_conv2d};
 pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};
 pub use host_max_pool::{HostMaxPool, max_pool2d as host_max_pool2d};

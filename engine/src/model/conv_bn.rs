@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::backend::selects_on_host;
-use crate::kernels::{Clamp, batch_norm_clamp, batch_stats, host_conv2d};
+use crate::kernels::{Clamp, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d};
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -113,23 +113,34 @@ impl ConvBn {
             self.conv.stride,
             padding(&self.conv.padding),
         );
-        if !(activate && trains_on_host(norm, &device)) {
+        if !normalises_on_host(&device) {
             return finish(y);
         }
-        host_batch_norm(norm, y, Clamp::RELU)
+        host_batch_norm(norm, y, if activate { Clamp::RELU } else { Clamp::NONE })
     }
 }
 
-/// Whether `norm` normalises with batch statistics on the CPU backend under autodiff, where
-/// [`host_batch_norm`] replaces Burn's generic batch norm.
-pub(super) fn trains_on_host(norm: &BatchNorm, device: &Device) -> bool {
-    device.is_autodiff() && norm.training.is_enabled() && selects_on_host(device)
+/// Whether batch norm runs as [`host_batch_norm`]: on the CPU backend under autodiff (training),
+/// where Burn's generic batch norm costs several passes and copies per layer.
+pub(super) fn normalises_on_host(device: &Device) -> bool {
+    device.is_autodiff() && selects_on_host(device)
 }
 
-/// Training-mode batch norm followed by `clamp` as one host kernel, with the running statistics
-/// updated exactly as Burn's `BatchNorm` does.
+/// Batch norm followed by `clamp` as one host kernel, in the mode Burn's `BatchNorm` would take:
+/// in training, the batch statistics, and the running ones updated as Burn does; frozen
+/// ([`ConvBn::frozen`]), the running statistics, left as they are.
 pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {
     let device = y.device();
+    if !norm.training.is_enabled() {
+        let running = Tensor::stack::<2>(
+            vec![
+                norm.running_mean.value().to_device(&device),
+                norm.running_var.value().to_device(&device),
+            ],
+            0,
+        );
+        return frozen_batch_norm_clamp(y, norm.gamma.val(), norm.beta.val(), running, norm.epsilon, clamp);
+    }
     let stats = batch_stats(y.clone().detach());
     let channels = stats.dims()[1];
     let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
