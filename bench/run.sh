@@ -69,6 +69,11 @@ for round in 1 2; do
     echo "PyTorch: $(cd bench && "../$py" pytorch_resnet_step.py 5 224 32)"
 done
 
+echo "== BN-Inception against pretrainedmodels' BNInception (Cadene's, what bn_inception-52deb4733.pth loads into)"
+# Its package pulls torchvision through its __init__; the check loads the one module file.
+"$py" -c "import pretrainedmodels" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps pretrainedmodels==0.7.4
+"$py" bench/bn_inception_check.py "$CARGO_TARGET_DIR/release/dml" "$out/bn-inception" | grep -v '^  '
+
 echo "== GUI: CPU frame time of the Projection panel"
 cargo build --release --locked -p dml-app --example frame_time
 for n in 5000 60000; do "$CARGO_TARGET_DIR/release/examples/frame_time" "$n"; done

@@ -100,10 +100,27 @@ fn efficientnet_lite0_classifies_real_photos_and_matches_a_float64_reference() {
     eprintln!("largest logit difference to the float64 reference: {worst:.2e}");
 }
 
-fn tempfile_dir(tag: &str) -> PathBuf {
+/// A folder for one test's files, removed with them when the test ends (also when it fails).
+fn tempfile_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("dml-pretrained-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]

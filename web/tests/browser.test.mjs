@@ -227,6 +227,8 @@ try {
   if (process.env.DML_WEBGPU === '1') await exercise('webgpu');
 } finally {
   server.close();
+  // A scratch folder this test made itself (browser profiles, a run, its export) goes with it.
+  if (!process.env.DML_WEB_WORK) fs.rmSync(work, { recursive: true, force: true });
 }
 console.log(failures ? `${failures} check(s) failed` : 'all browser checks passed');
 process.exit(failures ? 1 : 0);

@@ -329,4 +329,22 @@ mod tests {
             assert_eq!(backbone.collect(None, None, true).len() + 2, tensors.len());
         }
     }
+
+    /// Tensors and values of the published networks' state dicts (without the
+    /// `num_batches_tracked` counters): BN-Inception from `BNInception` of PyPI's
+    /// `pretrainedmodels` 0.7.4 (bench/bn_inception_check.py), EfficientNet-Lite0 from the real
+    /// `efficientnet-lite0-57934424.pth` (296 tensors, 4,694,073 values, 49 of them counters).
+    #[test]
+    fn backbones_hold_as_many_values_as_the_published_networks() {
+        let device = Device::flex();
+        for (kind, tensors, values) in [
+            (BackboneKind::BnInception, 416, 11_315_272),
+            (BackboneKind::EfficientnetLite0, 247, 4_694_073 - 49),
+        ] {
+            let classifier = Classifier::new(kind, 1000, &device).unwrap();
+            let held = classifier.collect(None, None, true);
+            let total: usize = held.iter().map(|t| t.shape.iter().product::<usize>()).sum();
+            assert_eq!((held.len(), total), (tensors, values), "{kind:?}");
+        }
+    }
 }
