@@ -69,10 +69,12 @@ for round in 1 2; do
     echo "PyTorch: $(cd bench && "../$py" pytorch_resnet_step.py 5 224 32)"
 done
 
-echo "== BN-Inception against pretrainedmodels' BNInception (Cadene's, what bn_inception-52deb4733.pth loads into)"
-# Its package pulls torchvision through its __init__; the check loads the one module file.
+echo "== BN-Inception and the ResNets against the definitions their published weights belong to"
+# Only the packages' Python model code is used: no dependencies (pretrainedmodels' __init__ would
+# import all of torchvision; the check loads its one module file).
 "$py" -c "import pretrainedmodels" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps pretrainedmodels==0.7.4
-"$py" bench/bn_inception_check.py "$CARGO_TARGET_DIR/release/dml" "$out/bn-inception" | grep -v '^  '
+"$py" -c "import torchvision" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps torchvision==0.29.2
+"$py" bench/published_layout_check.py "$CARGO_TARGET_DIR/release/dml" "$out/published-layouts" | grep -v '^  '
 
 echo "== GUI: CPU frame time of the Projection panel"
 cargo build --release --locked -p dml-app --example frame_time

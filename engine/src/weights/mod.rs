@@ -332,13 +332,16 @@ mod tests {
 
     /// Tensors and values of the published networks' state dicts (without the
     /// `num_batches_tracked` counters): BN-Inception from `BNInception` of PyPI's
-    /// `pretrainedmodels` 0.7.4 (bench/bn_inception_check.py), EfficientNet-Lite0 from the real
+    /// `pretrainedmodels` 0.7.4, the ResNets from torchvision 0.29.2's definitions
+    /// (bench/published_layout_check.py), EfficientNet-Lite0 from the real
     /// `efficientnet-lite0-57934424.pth` (296 tensors, 4,694,073 values, 49 of them counters).
     #[test]
     fn backbones_hold_as_many_values_as_the_published_networks() {
         let device = Device::flex();
         for (kind, tensors, values) in [
             (BackboneKind::BnInception, 416, 11_315_272),
+            (BackboneKind::Resnet18, 102, 11_699_112),
+            (BackboneKind::Resnet50, 267, 25_610_152),
             (BackboneKind::EfficientnetLite0, 247, 4_694_073 - 49),
         ] {
             let classifier = Classifier::new(kind, 1000, &device).unwrap();

@@ -1,15 +1,18 @@
-"""dml's BN-Inception against the definition the Deep_Metric code loads its ImageNet weights into:
-`BNInception` of PyPI's `pretrainedmodels` 0.7.4 (Cadene's; `bn_inception-52deb4733.pth` is that
-module's state dict). The real file is not carried by any package registry, so this builds the
-module with random weights, sets its batch-norm running statistics to the batch statistics of
-random inputs (so that the 30-odd layers neither vanish nor explode) and perturbs them, and saves
-it as the real file is: the legacy (non-zip) torch.save format, pickle protocol 2, no
-`num_batches_tracked`. Then `dml weights inspect --backbone bn-inception` must match every key,
-and `dml weights classify --backbone bn-inception` on 256 × 256 PNGs (dml's test view: shorter
-side 256, so no resize, then the centre 224; BGR, 0–255, minus 104/117/128) must give the top-5
-classes and probabilities of the same network in PyTorch on the same pixels.
+"""dml's pretrained backbones against the definitions their published weights are the state dicts
+of, where no registry carries the weight files themselves:
+- `bn-inception`: `BNInception` of PyPI's `pretrainedmodels` 0.7.4 (Cadene's), whose state dict
+  is the Deep_Metric code's `bn_inception-52deb4733.pth`; saved as that file is: the legacy
+  (non-zip) torch.save format, pickle protocol 2, no `num_batches_tracked`;
+- `resnet18`, `resnet50`: torchvision's (PyPI `torchvision` 0.29.2, only its Python model code is
+  used), saved in the zip format of torchvision's files, counters included.
+Each network gets random weights, its batch-norm running statistics set to the batch statistics of
+the test photos and then perturbed (so that deep stacks neither vanish nor explode), and its
+ImageNet layer scaled so that logits spread by about 2. Then `dml weights inspect --backbone B`
+must match every tensor, and `dml weights classify --backbone B` on 256 × 256 PNGs (dml's test
+view: shorter side 256, so no resize, then the centre 224) must give the top-5 classes and
+probabilities of the same network in PyTorch on the same pixels.
 
-Usage: python bn_inception_check.py DML_BIN OUT_DIR
+Usage: python published_layout_check.py DML_BIN OUT_DIR [BACKBONE ...]   (default: all three)
 """
 import importlib.util
 import re
@@ -57,13 +60,26 @@ def photo(rng):
     return np.clip(np.stack(channels, -1), 0, 255).round().astype(np.uint8)
 
 
-def network_input(rgb):
-    """dml's test view of a 256 × 256 photo: the centre 224, BGR, 0–255, minus 104/117/128."""
-    view = rgb[16:240, 16:240, ::-1].astype(np.float32) - np.array([104.0, 117.0, 128.0], np.float32)
-    return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
+def network_input(rgb, backbone):
+    """dml's test view of a 256 × 256 photo: the centre 224, normalised as the weights expect."""
+    view = rgb[16:240, 16:240].astype(np.float32)
+    if backbone == "bn-inception":  # Caffe: BGR, 0–255, minus the channel means
+        view = view[:, :, ::-1] - np.array([104.0, 117.0, 128.0], np.float32)
+    else:  # torchvision: RGB in [0, 1], ImageNet mean and std
+        view = (view / 255.0 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1), dtype=np.float32))
 
 
-def main(dml, out):
+def published_network(backbone):
+    if backbone == "bn-inception":
+        return bninception_module().BNInception(num_classes=1000), "last_linear"
+    import torchvision.models
+
+    return getattr(torchvision.models, backbone)(), "fc"
+
+
+def check(dml, out, backbone):
+    out = out / backbone
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -73,9 +89,10 @@ def main(dml, out):
         path = out / f"photo{i}.png"
         write_png(path, rgb)
         photos.append((path, rgb))
-    x = torch.stack([network_input(rgb) for _, rgb in photos])
+    x = torch.stack([network_input(rgb, backbone) for _, rgb in photos])
 
-    net = bninception_module().BNInception(num_classes=1000)
+    net, head = published_network(backbone)
+    head = getattr(net, head)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
         for m in norms:
@@ -90,20 +107,24 @@ def main(dml, out):
         net.eval()
         # Logits with a spread of about 2, so that the top-5 probabilities are far from 0 and 1.
         scale = 2.0 / net(x).std().item()
-        net.last_linear.weight.mul_(scale)
-        net.last_linear.bias.mul_(scale)
-    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    weights = out / "bn_inception_random.pth"
-    torch.save(state, weights, _use_new_zipfile_serialization=False, pickle_protocol=2)
-    print(f"{weights}: {len(state)} tensors, legacy format")
+        head.weight.mul_(scale)
+        head.bias.mul_(scale)
+    weights = out / f"{backbone}-random.pth"
+    if backbone == "bn-inception":
+        state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+        torch.save(state, weights, _use_new_zipfile_serialization=False, pickle_protocol=2)
+    else:
+        state = net.state_dict()
+        torch.save(state, weights)
+    print(f"{weights}: {len(state)} tensors")
 
-    inspect = subprocess.run([dml, "weights", "inspect", "--backbone", "bn-inception", str(weights)],
+    inspect = subprocess.run([dml, "weights", "inspect", "--backbone", backbone, str(weights)],
                              capture_output=True, text=True)
     print("\n".join(l for l in inspect.stdout.splitlines() if not re.match(r"^\s+\S+\s+\[", l)))
     if inspect.returncode != 0:
         sys.exit(f"dml weights inspect failed: {inspect.stderr}")
 
-    classify = subprocess.run([dml, "weights", "classify", "--backbone", "bn-inception", "--top", "5", str(weights)]
+    classify = subprocess.run([dml, "weights", "classify", "--backbone", backbone, "--top", "5", str(weights)]
                               + [str(p) for p, _ in photos], capture_output=True, text=True)
     if classify.returncode != 0:
         sys.exit(f"dml weights classify failed: {classify.stderr}")
@@ -115,16 +136,16 @@ def main(dml, out):
     worst, same = 0.0, True
     for path, rgb in photos:
         with torch.no_grad():
-            prob = torch.softmax(net(network_input(rgb)[None]).double(), 1)[0].numpy()
+            prob = torch.softmax(net(network_input(rgb, backbone)[None]).double(), 1)[0].numpy()
         top = np.argsort(-prob, kind="stable")[:5]
         ours = dml_rows[str(path)]
         same &= [c for c, _ in ours] == top.tolist()
         worst = max(worst, max(abs(p - prob[c]) for c, p in ours))
         print(f"{path.name}: PyTorch {[(int(c), round(float(prob[c]), 3)) for c in top]}  dml {ours}")
     print(f"top-5 identical: {same}; largest probability difference {worst:.4f} (dml prints 3 decimals)")
-    if not same or worst > 1e-3:
-        sys.exit(1)
+    return same and worst <= 1e-3
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    results = [check(sys.argv[1], Path(sys.argv[2]), b) for b in sys.argv[3:] or ["bn-inception", "resnet18", "resnet50"]]
+    sys.exit(0 if all(results) else 1)
