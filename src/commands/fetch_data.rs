@@ -148,7 +148,12 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
     if let Some(missing) = files.iter().find(|f| !dir.join(f).exists()) {
         return Err(CliError::at(&deb, format!("{missing} is not in the package")));
     }
-    let default_dir = dml_engine::data::cache_dir().join("fashion-mnist-full");
+    // Where `dml train --dataset fashion-mnist-full` looks without --root.
+    let default_dir = dml_engine::data::DataConfig {
+        dataset: dml_engine::data::DatasetKind::FashionMnistFull,
+        ..Default::default()
+    }
+    .resolved_root();
     let root_flag = if dir == default_dir { String::new() } else { format!(" --root {}", dir.display()) };
     let (train, test) = dml_engine::data::fashion_mnist::full_split(dir).map_err(|e| CliError::at(&e.path, e.source))?;
     println!(

@@ -136,7 +136,8 @@ impl DataConfig {
         match self.dataset {
             _ if !self.root.as_os_str().is_empty() => self.root.clone(),
             DatasetKind::FashionMnist => fashion_mnist::bundled_root(),
-            DatasetKind::FashionMnistFull => cache_dir().join("fashion-mnist-full"),
+            // Where `dml data fetch fashion-mnist-full` puts it.
+            DatasetKind::FashionMnistFull => cache_dir().join(self.dataset.name()),
             _ => self.root.clone(),
         }
     }

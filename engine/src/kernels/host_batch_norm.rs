@@ -100,6 +100,7 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
         fixed: bool,
     ) -> FloatTensor<Self> {
         let backward = BnClampBackward { epsilon, clamp: Clamp { low: low as f32, high: high as f32 }, fixed };
+        let run = |x, gamma, beta, stats| Flex::host_bn_clamp(x, gamma, beta, stats, epsilon, low, high, fixed);
         match backward.prepare::<C>([x.node(), gamma.node(), beta.node(), stats.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let state = (
@@ -108,28 +109,10 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
                     beta.primitive().clone(),
                     stats.primitive().clone(),
                 );
-                let output = Flex::host_bn_clamp(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    stats.into_primitive(),
-                    epsilon,
-                    low,
-                    high,
-                    fixed,
-                );
+                let output = run(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats.into_primitive());
                 prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::host_bn_clamp(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                stats.into_primitive(),
-                epsilon,
-                low,
-                high,
-                fixed,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(run(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats.into_primitive())),
         }
     }
 }
