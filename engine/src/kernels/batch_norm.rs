@@ -8,6 +8,11 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
+use super::par_written;
+use super::simd::avx2_dispatch;
+
 /// `[batch, channels, plane]` of an NCHW activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BnShape {
@@ -27,21 +32,23 @@ impl BnShape {
     }
 }
 
-/// Σ x and Σ (x − shift)² over a plane, in eight f32 lanes (so that it vectorises) added in f64.
-fn plane_moments(p: &[f32], shift: f32) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
-    let chunks = p.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            let d = c[l] - shift;
-            s1[l] += c[l];
-            s2[l] += d * d;
+avx2_dispatch! {
+    /// Σ x and Σ (x − shift)² over a plane, in eight f32 lanes (so that it vectorises) added in f64.
+    fn plane_moments(p: &[f32], shift: f32) -> (f64, f64) {
+        let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
+        let chunks = p.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..8 {
+                let d = c[l] - shift;
+                s1[l] += c[l];
+                s2[l] += d * d;
+            }
         }
+        let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
+        let (t1, t2) = rest.iter().fold((0.0f64, 0.0f64), |(a, b), &v| (a + v as f64, b + ((v - shift) * (v - shift)) as f64));
+        (total(s1) + t1, total(s2) + t2)
     }
-    let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
-    let (t1, t2) = rest.iter().fold((0.0f64, 0.0f64), |(a, b), &v| (a + v as f64, b + ((v - shift) * (v - shift)) as f64));
-    (total(s1) + t1, total(s2) + t2)
 }
 
 /// The output range of the activation after batch norm, and where its gradient passes.
@@ -56,36 +63,107 @@ impl Clamp {
     pub const RELU6: Clamp = Clamp { low: 0.0, high: 6.0 };
     pub const NONE: Clamp = Clamp { low: f32::NEG_INFINITY, high: f32::INFINITY };
 
+    #[inline(always)]
     fn apply(self, z: f32) -> f32 {
         z.max(self.low).min(self.high)
     }
 
-    /// 1 where the gradient passes (strictly inside the range), else 0.
+    /// Whether the gradient passes: strictly inside the range.
+    #[inline(always)]
+    fn inside(self, z: f32) -> bool {
+        (z > self.low) & (z < self.high)
+    }
+
+    /// 1 where the gradient passes, else 0.
+    #[inline(always)]
     fn passes(self, z: f32) -> f32 {
         ((z > self.low) & (z < self.high)) as u32 as f32
     }
 }
 
-/// Σ g and Σ g·(x − mean) over a plane, g = gy where the clamp passed.
+/// Σ g and Σ g·(x − mean) over a plane, g = gy where the clamp passed (else exactly 0).
 fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
-    let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
-    let (xr, gr) = (xc.remainder(), gc.remainder());
-    for (x8, g8) in xc.zip(gc) {
-        for l in 0..8 {
-            let g = g8[l] * clamp.passes(a * x8[l] + b);
-            s1[l] += g;
-            s2[l] += g * (x8[l] - mean);
-        }
-    }
+    let whole = xp.len() / 8 * 8;
+    let (s1, s2) = grad_lane_sums(&xp[..whole], &gp[..whole], a, b, mean, clamp);
     let total = |lanes: [f32; 8]| lanes.iter().map(|&v| v as f64).sum::<f64>();
     let (mut t1, mut t2) = (total(s1), total(s2));
-    for (&x, &g) in xr.iter().zip(gr) {
-        let g = g * clamp.passes(a * x + b);
+    for (&x, &g) in xp[whole..].iter().zip(&gp[whole..]) {
+        let g = if clamp.inside(a * x + b) { g } else { 0.0 };
         t1 += g as f64;
         t2 += (g * (x - mean)) as f64;
     }
     (t1, t2)
+}
+
+/// [`plane_grad_sums`]' eight lanes over whole chunks of eight: lane `l` sums the values at
+/// `l, l + 8, …`. The AVX2 path computes exactly these sums (same operations, same order, no
+/// fused multiply-add); LLVM does not vectorise the masked sums by itself.
+fn grad_lane_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> ([f32; 8], [f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only feature the function needs.
+        return unsafe { grad_lane_sums_avx2(xp, gp, a, b, mean, clamp) };
+    }
+    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
+    for (x8, g8) in xp.chunks_exact(8).zip(gp.chunks_exact(8)) {
+        for l in 0..8 {
+            let g = if clamp.inside(a * x8[l] + b) { g8[l] } else { 0.0 };
+            s1[l] += g;
+            s2[l] += g * (x8[l] - mean);
+        }
+    }
+    (s1, s2)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn grad_lane_sums_avx2(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> ([f32; 8], [f32; 8]) {
+    use std::arch::x86_64::*;
+    let (va, vb, vmean) = (_mm256_set1_ps(a), _mm256_set1_ps(b), _mm256_set1_ps(mean));
+    let (low, high) = (_mm256_set1_ps(clamp.low), _mm256_set1_ps(clamp.high));
+    let (mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (x8, g8) in xp.chunks_exact(8).zip(gp.chunks_exact(8)) {
+        // SAFETY: each chunk holds exactly eight f32; unaligned loads.
+        let (x, g) = unsafe { (_mm256_loadu_ps(x8.as_ptr()), _mm256_loadu_ps(g8.as_ptr())) };
+        let z = _mm256_add_ps(_mm256_mul_ps(va, x), vb);
+        let inside = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(z, low), _mm256_cmp_ps::<_CMP_LT_OQ>(z, high));
+        let g = _mm256_and_ps(g, inside);
+        s1 = _mm256_add_ps(s1, g);
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(g, _mm256_sub_ps(x, vmean)));
+    }
+    let (mut out1, mut out2) = ([0.0f32; 8], [0.0f32; 8]);
+    // SAFETY: each array holds exactly eight f32; unaligned stores.
+    unsafe {
+        _mm256_storeu_ps(out1.as_mut_ptr(), s1);
+        _mm256_storeu_ps(out2.as_mut_ptr(), s2);
+    }
+    (out1, out2)
+}
+
+avx2_dispatch! {
+    /// `out = clamp(a·x + b)` over a plane (`out` as long as `xp`).
+    fn affine_clamp_plane(out: &mut [MaybeUninit<f32>], xp: &[f32], a: f32, b: f32, clamp: Clamp) -> () {
+        for (o, &v) in out.iter_mut().zip(xp) {
+            o.write(clamp.apply(a * v + b));
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// The input gradient over a plane: `k·(g − mean_g − (x − mean)·inv·mean_gx)` with g = gy where
+    /// the clamp passed, or with fixed statistics (`mean_g = mean_gx = 0`, `k = a`) `a·g`.
+    fn input_grad_plane(out: &mut [MaybeUninit<f32>], xp: &[f32], gp: &[f32], a: f32, b: f32, clamp: Clamp, fixed: bool, k: f32, mean: f32, inv: f32, mean_g: f32, mean_gx: f32) -> () {
+        if fixed {
+            for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
+                o.write(a * g * clamp.passes(a * v + b));
+            }
+            return;
+        }
+        for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
+            let g = g * clamp.passes(a * v + b);
+            o.write(k * (g - mean_g - (v - mean) * inv * mean_gx));
+        }
+    }
 }
 
 /// Per-channel batch mean and biased variance, as `[mean…, variance…]`.
@@ -118,15 +196,12 @@ fn scale_shift(s: &BnShape, gamma: &[f32], beta: &[f32], stats: &[f32], epsilon:
 /// `clamp(γ (x − μ) / √(σ² + ε) + β)` with the batch statistics `stats` of `x`.
 pub fn forward(s: &BnShape, x: &[f32], gamma: &[f32], beta: &[f32], stats: &[f32], epsilon: f64, clamp: Clamp) -> Vec<f32> {
     let (scale, shift) = scale_shift(s, gamma, beta, stats, epsilon);
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(s.plane).zip(x.par_chunks(s.plane)).enumerate().for_each(|(i, (out, inp))| {
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
         let c = i % s.channels;
-        let (a, b) = (scale[c], shift[c]);
-        for (o, &v) in out.iter_mut().zip(inp) {
-            *o = clamp.apply(a * v + b);
-        }
-    });
-    y
+        affine_clamp_plane(out, &x[i * s.plane..][..s.plane], scale[c], shift[c], clamp);
+    };
+    // SAFETY: each plane of the output is as long as the input plane it is computed from.
+    unsafe { par_written(x.len(), s.plane, fill) }.0
 }
 
 /// Gradients `(x, γ, β)` of [`forward`] from the output gradient `gy`. `stats` are either the
@@ -163,27 +238,16 @@ pub fn backward(
         .collect();
     let gbeta: Vec<f32> = sums.iter().map(|p| p.0 as f32).collect();
     let ggamma: Vec<f32> = sums.iter().map(|p| p.1 as f32).collect();
-    let mut gx = vec![0.0f32; x.len()];
-    gx.par_chunks_mut(s.plane).enumerate().for_each(|(i, out)| {
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
         let c = i % s.channels;
-        let offset = i * s.plane;
-        let (a, b, mean) = (scale[c], shift[c], stats[c]);
+        let (xp, gp) = (&x[i * s.plane..][..s.plane], &gy[i * s.plane..][..s.plane]);
         let k = (gamma[c] as f64 * inv[c]) as f32;
         let mean_g = (sums[c].0 / s.count()) as f32;
         let mean_gx = (sums[c].1 / s.count()) as f32;
-        let inv_c = inv[c] as f32;
-        let (xp, gp) = (&x[offset..offset + s.plane], &gy[offset..offset + s.plane]);
-        if fixed {
-            for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
-                *o = a * g * clamp.passes(a * v + b);
-            }
-            return;
-        }
-        for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
-            let g = g * clamp.passes(a * v + b);
-            *o = k * (g - mean_g - (v - mean) * inv_c * mean_gx);
-        }
-    });
+        input_grad_plane(out, xp, gp, scale[c], shift[c], clamp, fixed, k, stats[c], inv[c] as f32, mean_g, mean_gx);
+    };
+    // SAFETY: each plane of the gradient is as long as the planes it is computed from.
+    let gx = unsafe { par_written(x.len(), s.plane, fill) }.0;
     (gx, ggamma, gbeta)
 }
 

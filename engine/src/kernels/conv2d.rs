@@ -8,6 +8,10 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
+use super::{par_written, with_scratch, zeroed};
+
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -48,6 +52,18 @@ impl ConvGeometry {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
+    /// Stride 1 and an output as wide as the input (2·padding = kernel − 1 across): then an
+    /// im2col row, over its valid output rows, is one contiguous run of the input plane shifted
+    /// by a constant, apart from the padded columns at the row ends.
+    fn keeps_width(&self) -> bool {
+        self.stride == [1, 1] && self.out_width() == self.width
+    }
+
+    /// The output rows whose kernel row `i` reads inside the image, at stride 1.
+    fn valid_rows(&self, i: usize) -> (usize, usize) {
+        columns_inside(self.height, 1, self.padding[0], self.out_height(), i)
+    }
+
     /// For each output row `oy` and kernel row `i`, the input row (if inside the image).
     fn source_row(&self, oy: usize, i: usize) -> Option<usize> {
         (oy * self.stride[0] + i).checked_sub(self.padding[0]).filter(|&y| y < self.height)
@@ -70,6 +86,9 @@ pub(super) fn columns_inside(width: usize, stride: usize, padding: usize, out_wi
 
 /// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside.
 fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    if g.keeps_width() {
+        return im2col_keeping_width(g, image, col);
+    }
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let (oh, ow) = (g.out_height(), g.out_width());
     let plane = g.height * g.width;
@@ -102,12 +121,66 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds each column entry back onto the pixel it was read from.
-fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+/// For a width-keeping convolution and kernel offset `(i, j)`: the valid output rows
+/// `oy0..oy1`, and which part of the im2col row's run `oy0·ow..oy1·ow` maps onto the plane
+/// (`run[k] = plane[k + shift]` for `k` in `lo..hi`; the few outside are padded columns).
+fn contiguous_run(g: &ConvGeometry, i: usize, j: usize) -> (usize, usize, isize, usize, usize) {
+    let (oy0, oy1) = g.valid_rows(i);
+    let w = g.width as isize;
+    let shift = (oy0 as isize + i as isize - g.padding[0] as isize) * w + j as isize - g.padding[1] as isize;
+    let len = (oy1 - oy0) * g.width;
+    let plane = (g.height * g.width) as isize;
+    let lo = (-shift).clamp(0, len as isize) as usize;
+    let hi = (plane - shift).clamp(lo as isize, len as isize) as usize;
+    (oy0, oy1, shift, lo, hi)
+}
+
+/// Zeroes the columns outside `first..last` of the `w`-wide rows of `run`, column by column: one
+/// or two values per row, which row-wise `fill`s would each send through a `memset` call.
+fn zero_columns(run: &mut [f32], w: usize, first: usize, last: usize) {
+    for q in (0..first).chain(last..w) {
+        for v in run[q..].iter_mut().step_by(w) {
+            *v = 0.0;
+        }
+    }
+}
+
+/// [`im2col`] for a width-keeping convolution: one copy per im2col row instead of one per
+/// output row, then the padded columns zeroed.
+fn im2col_keeping_width(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    let (kh, kw, w) = (g.kernel[0], g.kernel[1], g.width);
+    let positions = g.positions();
+    let plane = g.height * w;
+    for c in 0..g.channels_in {
+        let src = &image[c * plane..(c + 1) * plane];
+        for i in 0..kh {
+            for j in 0..kw {
+                let out = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
+                let (oy0, oy1, shift, lo, hi) = contiguous_run(g, i, j);
+                let (first, last) = g.valid_columns(j);
+                out[..oy0 * w].fill(0.0);
+                out[oy1 * w..].fill(0.0);
+                let run = &mut out[oy0 * w..oy1 * w];
+                run[..lo].fill(0.0);
+                run[hi..].fill(0.0);
+                let from = (lo as isize + shift) as usize;
+                run[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+                zero_columns(run, w, first, last);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each column entry onto the pixel it was read from, in `image`
+/// as it comes (zeros for the plain adjoint). `col` is scratch: the width-keeping path zeroes its
+/// padded-column entries on the way.
+fn col2im(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
+    if g.keeps_width() {
+        return col2im_keeping_width(g, col, image);
+    }
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let (oh, ow) = (g.out_height(), g.out_width());
     let plane = g.height * g.width;
-    image.fill(0.0);
     for c in 0..g.channels_in {
         for i in 0..kh {
             for j in 0..kw {
@@ -133,30 +206,77 @@ fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
     }
 }
 
+/// [`col2im`] for a width-keeping convolution: the padded columns' entries zeroed, then each
+/// im2col row added onto its plane as one shifted run. Every pixel receives its terms in the
+/// same order as in the general path, plus zeros.
+fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
+    let (kh, kw, w) = (g.kernel[0], g.kernel[1], g.width);
+    let positions = g.positions();
+    let plane = g.height * w;
+    for c in 0..g.channels_in {
+        let dst = &mut image[c * plane..(c + 1) * plane];
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
+                let (oy0, oy1, shift, lo, hi) = contiguous_run(g, i, j);
+                let (first, last) = g.valid_columns(j);
+                let run = &mut row[oy0 * w..oy1 * w];
+                zero_columns(run, w, first, last);
+                let from = (lo as isize + shift) as usize;
+                for (d, s) in dst[from..from + (hi - lo)].iter_mut().zip(&run[lo..hi]) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
+
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major, with explicit strides for transposes.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds the m×n values, initialised.
+    unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), accumulate, lhs, lhs_strides, rhs, rhs_strides) }
+}
+
+/// [`matmul`] without accumulation into memory not yet written: afterwards all of `dst`'s first
+/// m×n values are, and that part is returned.
+#[allow(clippy::too_many_arguments)]
+fn matmul_uninit<'a>(m: usize, n: usize, k: usize, dst: &'a mut [MaybeUninit<f32>], lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) -> &'a mut [f32] {
+    assert!(dst.len() >= m * n);
+    let dst = &mut dst[..m * n];
+    // SAFETY: without accumulation gemm only writes `dst` (its `alpha` is zero: the old values are
+    // never read), and it writes every one of the m×n values, so the slice is initialised after.
+    unsafe {
+        gemm_into(m, n, k, dst.as_mut_ptr().cast(), false, lhs, lhs_strides, rhs, rhs_strides);
+        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
+    }
+}
+
+/// # Safety
+/// `dst` must be valid for writes of m×n values, and for reads of them if `accumulate`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    dst: *mut f32,
     accumulate: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    assert!(dst.len() >= m * n);
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts above keep every index the strides reach inside the slices; `dst` is
-    // written only through its own exclusive borrow.
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; the caller
+    // vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -176,6 +296,20 @@ fn matmul(
     }
 }
 
+/// Σ values in eight interleaved f32 lanes, then across: a dependent chain of adds would wait
+/// on each add's latency.
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// Images per task: the batch split into as many contiguous chunks as there are threads.
 fn chunk_len(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
@@ -185,27 +319,26 @@ fn chunk_len(batch: usize) -> usize {
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (patch, positions) = (g.patch(), g.positions());
     let out_len = g.channels_out * positions;
-    let mut y = vec![0.0f32; g.batch * out_len];
-    let chunk = chunk_len(g.batch);
-    y.par_chunks_mut(chunk * out_len).enumerate().for_each(|(c, y_chunk)| {
-        let mut col = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; patch * positions] };
-        for (k, y_img) in y_chunk.chunks_mut(out_len).enumerate() {
-            let image = &x[(c * chunk + k) * g.image_len()..][..g.image_len()];
+    let col_len = if g.is_pointwise() { 0 } else { patch * positions };
+    let fill = |n: usize, y_img: &mut [MaybeUninit<f32>]| {
+        let image = &x[n * g.image_len()..][..g.image_len()];
+        let y_img = with_scratch([col_len, 0], |col, _| {
             let col: &[f32] = if g.is_pointwise() {
                 image
             } else {
-                im2col(g, image, &mut col);
-                &col
+                im2col(g, image, col);
+                col
             };
-            matmul(g.channels_out, positions, patch, y_img, false, weight, (patch, 1), col, (positions, 1));
-            if let Some(bias) = bias {
-                for (row, b) in y_img.chunks_mut(positions).zip(bias) {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
+            matmul_uninit(g.channels_out, positions, patch, y_img, weight, (patch, 1), col, (positions, 1))
+        });
+        if let Some(bias) = bias {
+            for (row, b) in y_img.chunks_mut(positions).zip(bias) {
+                row.iter_mut().for_each(|v| *v += b);
             }
         }
-    });
-    y
+    };
+    // SAFETY: `matmul_uninit` writes each image's whole output.
+    unsafe { par_written(g.batch * out_len, out_len, fill) }.0
 }
 
 /// Gradients of [`forward`] from the output gradient `gy` (`[n, co, oh, ow]`):
@@ -214,21 +347,16 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_in
     let (patch, positions) = (g.patch(), g.positions());
     let out_len = g.channels_out * positions;
     let chunk = chunk_len(g.batch);
-    let mut gx = if want_input { vec![0.0f32; g.batch * g.image_len()] } else { Vec::new() };
-    let gx_chunks: Vec<Option<&mut [f32]>> = if want_input {
-        gx.chunks_mut(chunk * g.image_len()).map(Some).collect()
-    } else {
-        (0..g.batch.div_ceil(chunk)).map(|_| None).collect()
-    };
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = gx_chunks
-        .into_par_iter()
-        .enumerate()
-        .map(|(c, mut gx_chunk)| {
-            let mut gw = vec![0.0f32; g.channels_out * patch];
-            let mut gb = vec![0.0f32; g.channels_out];
-            let mut col = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; patch * positions] };
-            let mut gcol = if want_input && !g.is_pointwise() { vec![0.0f32; patch * positions] } else { Vec::new() };
-            let images = (g.batch - c * chunk).min(chunk);
+    let col_len = if g.is_pointwise() { 0 } else { patch * positions };
+    let gcol_len = if want_input { col_len } else { 0 };
+    // Fixed chunks of images, each with its own partial weight and bias gradients, summed in
+    // chunk order: the same result in every run.
+    let chunk_grads = |c: usize, gx_chunk: Option<&mut [MaybeUninit<f32>]>| {
+        let mut gw = vec![0.0f32; g.channels_out * patch];
+        let mut gb = vec![0.0f32; g.channels_out];
+        let images = (g.batch - c * chunk).min(chunk);
+        with_scratch([col_len, gcol_len], |col, gcol| {
+            let mut gx_chunk = gx_chunk;
             for k in 0..images {
                 let n = c * chunk + k;
                 let image = &x[n * g.image_len()..][..g.image_len()];
@@ -236,35 +364,43 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_in
                 let col: &[f32] = if g.is_pointwise() {
                     image
                 } else {
-                    im2col(g, image, &mut col);
-                    &col
+                    im2col(g, image, col);
+                    col
                 };
                 // gW (co × patch) += gy (co × positions) · colᵀ (positions × patch)
                 matmul(g.channels_out, patch, positions, &mut gw, k > 0, gy_img, (positions, 1), col, (1, positions));
                 for (b, row) in gb.iter_mut().zip(gy_img.chunks(positions)) {
-                    *b += row.iter().sum::<f32>();
+                    *b += lane_sum(row);
                 }
                 if let Some(gx_chunk) = gx_chunk.as_deref_mut() {
-                    let gx_img = &mut gx_chunk[k * g.image_len()..][..g.image_len()];
+                    let gx_img = zeroed(&mut gx_chunk[k * g.image_len()..][..g.image_len()]);
                     // gcol (patch × positions) = Wᵀ (patch × co) · gy (co × positions)
                     if g.is_pointwise() {
                         matmul(patch, positions, g.channels_out, gx_img, false, weight, (1, patch), gy_img, (positions, 1));
                     } else {
-                        matmul(patch, positions, g.channels_out, &mut gcol, false, weight, (1, patch), gy_img, (positions, 1));
-                        col2im(g, &gcol, gx_img);
+                        matmul(patch, positions, g.channels_out, gcol, false, weight, (1, patch), gy_img, (positions, 1));
+                        col2im(g, gcol, gx_img);
                     }
                 }
             }
-            (gw, gb)
-        })
-        .collect();
+        });
+        (gw, gb)
+    };
+    let chunks = g.batch.div_ceil(chunk);
+    let (gx, partials) = if want_input {
+        // SAFETY: `chunk_grads` zeroes (then adds onto) every image of its chunk.
+        let (gx, partials) = unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
+        (Some(gx), partials)
+    } else {
+        (None, (0..chunks).into_par_iter().map(|c| chunk_grads(c, None)).collect())
+    };
     let mut parts = partials.into_iter();
     let (mut gw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; g.channels_out * patch], vec![0.0; g.channels_out]));
     for (w, b) in parts {
         gw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
         gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
     }
-    (want_input.then_some(gx), gw, gb)
+    (gx, gw, gb)
 }
 
 #[cfg(test)]
@@ -322,6 +458,12 @@ mod tests {
             g(2, 4, 6, 7, 3, [1, 1], [2, 2], [0, 0]),
             g(1, 2, 5, 9, 2, [3, 2], [1, 2], [0, 1]),
             g(2, 1, 4, 4, 2, [5, 5], [1, 1], [2, 2]),
+            // Width-keeping shapes (the contiguous-run path): a column kernel, rows that shrink,
+            // a one-row image, a one-column image.
+            g(2, 3, 6, 5, 2, [3, 1], [1, 1], [1, 0]),
+            g(2, 2, 5, 6, 3, [3, 3], [1, 1], [0, 1]),
+            g(1, 2, 1, 7, 2, [1, 3], [1, 1], [0, 1]),
+            g(2, 2, 3, 1, 2, [3, 3], [1, 1], [1, 1]),
         ]
     }
 

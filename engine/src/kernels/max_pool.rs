@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use super::par_filled;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
     /// `batch × channels` planes.
@@ -26,6 +28,13 @@ impl PoolShape {
     }
 }
 
+/// Whether `v` replaces `best` as the window's maximum: larger, or the first NaN (a max that
+/// propagates NaN). Ties keep the earlier position.
+#[inline(always)]
+fn replaces(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
 /// The pooled planes and, for each output, the flat index of its maximum within its input plane.
 pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let (plane, out_plane) = (s.height * s.width, s.out_plane());
@@ -33,14 +42,17 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let mut arg = vec![0u32; s.planes * out_plane];
     y.par_chunks_mut(out_plane).zip(arg.par_chunks_mut(out_plane)).enumerate().for_each(|(p, (yp, ap))| {
         let xp = &x[p * plane..][..plane];
+        if s.window == [2, 2] {
+            pool_plane_2x2(xp, s.width, s.out_height(), s.out_width(), yp, ap);
+            return;
+        }
         for oy in 0..s.out_height() {
             for ox in 0..s.out_width() {
                 let (mut best, mut at) = (f32::NEG_INFINITY, oy * s.window[0] * s.width + ox * s.window[1]);
                 for i in 0..s.window[0] {
                     let row = (oy * s.window[0] + i) * s.width + ox * s.window[1];
                     for (j, &v) in xp[row..row + s.window[1]].iter().enumerate() {
-                        // NaN wins, as in a max that propagates NaN.
-                        if v > best || (v.is_nan() && !best.is_nan()) {
+                        if replaces(v, best) {
                             best = v;
                             at = row + j;
                         }
@@ -54,16 +66,86 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     (y, arg)
 }
 
+/// 2×2 windows of one plane, the same scan order as the general loop (row by row, left to
+/// right): eight outputs at a time with AVX2, the rest (and other CPUs) one by one.
+fn pool_plane_2x2(xp: &[f32], width: usize, out_height: usize, out_width: usize, yp: &mut [f32], ap: &mut [u32]) {
+    for oy in 0..out_height {
+        let top = 2 * oy * width;
+        let (r0, r1) = (&xp[top..top + 2 * out_width], &xp[top + width..top + width + 2 * out_width]);
+        let (yr, ar) = (&mut yp[oy * out_width..][..out_width], &mut ap[oy * out_width..][..out_width]);
+        #[cfg(target_arch = "x86_64")]
+        let done = if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, the only feature the function needs.
+            unsafe { pool_row_2x2_avx2(r0, r1, top as u32, width as u32, yr, ar) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        for ox in done..out_width {
+            let (mut best, mut at) = (r0[2 * ox], top + 2 * ox);
+            for (v, pos) in [(r0[2 * ox + 1], top + 2 * ox + 1), (r1[2 * ox], top + width + 2 * ox), (r1[2 * ox + 1], top + width + 2 * ox + 1)] {
+                if replaces(v, best) {
+                    best = v;
+                    at = pos;
+                }
+            }
+            yr[ox] = best;
+            ar[ox] = at as u32;
+        }
+    }
+}
+
+/// One row of 2×2 windows over input rows `r0` and `r1` (which start at flat index `top` of a
+/// plane `width` wide), eight outputs at a time; returns how many outputs it wrote.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pool_row_2x2_avx2(r0: &[f32], r1: &[f32], top: u32, width: u32, yr: &mut [f32], ar: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let eights = yr.len() / 8;
+    // [x0, x2, x4 … x14] and [x1, x3 … x15] from sixteen consecutive values.
+    let split = |p: &[f32]| {
+        // SAFETY: `p` holds sixteen f32; unaligned loads.
+        let (lo, hi) = unsafe { (_mm256_loadu_ps(p.as_ptr()), _mm256_loadu_ps(p.as_ptr().add(8))) };
+        let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi))));
+        let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi))));
+        (even, odd)
+    };
+    let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for e in 0..eights {
+        let (a, b) = split(&r0[16 * e..16 * e + 16]);
+        let (c, d) = split(&r1[16 * e..16 * e + 16]);
+        let first = _mm256_add_epi32(_mm256_set1_epi32((top + 16 * e as u32) as i32), lanes);
+        let (mut best, mut at) = (a, first);
+        for (v, offset) in [(b, 1), (c, width as i32), (d, width as i32 + 1)] {
+            // v > best, or v is NaN and best is not (see `replaces`).
+            let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+            let nan_first = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(best, best), _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let take = _mm256_or_ps(greater, nan_first);
+            best = _mm256_blendv_ps(best, v, take);
+            at = _mm256_castps_si256(_mm256_blendv_ps(
+                _mm256_castsi256_ps(at),
+                _mm256_castsi256_ps(_mm256_add_epi32(first, _mm256_set1_epi32(offset))),
+                take,
+            ));
+        }
+        // SAFETY: eight outputs from `8·e` are inside `yr` and `ar` (e < len / 8).
+        unsafe {
+            _mm256_storeu_ps(yr.as_mut_ptr().add(8 * e), best);
+            _mm256_storeu_si256(ar.as_mut_ptr().add(8 * e).cast(), at);
+        }
+    }
+    8 * eights
+}
+
 /// The input gradient: each output gradient added at its maximum's position.
 pub fn backward(s: &PoolShape, arg: &[u32], gy: &[f32]) -> Vec<f32> {
     let (plane, out_plane) = (s.height * s.width, s.out_plane());
-    let mut gx = vec![0.0f32; s.planes * plane];
-    gx.par_chunks_mut(plane).enumerate().for_each(|(p, gp)| {
+    par_filled(s.planes * plane, plane, |p, gp| {
         for (&a, &g) in arg[p * out_plane..][..out_plane].iter().zip(&gy[p * out_plane..][..out_plane]) {
             gp[a as usize] += g;
         }
-    });
-    gx
+    })
 }
 
 #[cfg(test)]
@@ -91,5 +173,47 @@ mod tests {
         expected[10] = 3.0;
         expected[12] = 4.0;
         assert_eq!(gx, expected);
+    }
+
+    /// Every window shape against a plain scan of the definition, on planes of coarse values
+    /// (many ties) with NaNs and infinities, odd sizes and rows of more than eight windows (the
+    /// vector path) included: the maxima, their first
+    /// positions, and gradients summed where they land.
+    #[test]
+    fn agrees_with_the_definition_on_ties_nans_and_odd_sizes() {
+        let special = [f32::NAN, f32::NEG_INFINITY, f32::INFINITY];
+        for (t, (height, width, window)) in [(6, 8, [2, 2]), (7, 9, [2, 2]), (5, 5, [2, 2]), (4, 34, [2, 2]), (5, 33, [2, 2]), (7, 8, [3, 3]), (6, 7, [2, 3])].into_iter().enumerate() {
+            let planes = 3;
+            let x: Vec<f32> = crate::kernels::test_values(planes * height * width, 7 + t as u64)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 11 == 3 { special[i % 3] } else { (v * 6.0).round() })
+                .collect();
+            let s = PoolShape { planes, height, width, window };
+            let (y, arg) = forward(&s, &x);
+            let (oh, ow) = (s.out_height(), s.out_width());
+            for p in 0..planes {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let window_positions = (0..window[0]).flat_map(|i| (0..window[1]).map(move |j| (oy * window[0] + i) * width + ox * window[1] + j));
+                        let values: Vec<(usize, f32)> = window_positions.map(|q| (q, x[p * height * width + q])).collect();
+                        let expected = values.iter().find(|v| v.1.is_nan()).copied().unwrap_or_else(|| {
+                            let top = values.iter().map(|v| v.1).fold(f32::NEG_INFINITY, f32::max);
+                            *values.iter().find(|v| v.1 == top).unwrap()
+                        });
+                        let o = (p * oh + oy) * ow + ox;
+                        assert_eq!(arg[o] as usize, expected.0, "{s:?} plane {p} window ({oy}, {ox})");
+                        assert!(y[o] == expected.1 || (y[o].is_nan() && expected.1.is_nan()), "{s:?}: {} vs {}", y[o], expected.1);
+                    }
+                }
+            }
+            let gy: Vec<f32> = (0..y.len()).map(|i| i as f32 + 1.0).collect();
+            let gx = backward(&s, &arg, &gy);
+            let mut expected = vec![0.0f32; x.len()];
+            for (o, &a) in arg.iter().enumerate() {
+                expected[o / (oh * ow) * height * width + a as usize] += gy[o];
+            }
+            assert_eq!(gx, expected, "{s:?}");
+        }
     }
 }
