@@ -77,7 +77,7 @@ impl Clamp {
     /// 1 where the gradient passes, else 0.
     #[inline(always)]
     fn passes(self, z: f32) -> f32 {
-        ((z > self.low) & (z < self.high)) as u32 as f32
+        self.inside(z) as u32 as f32
     }
 }
 

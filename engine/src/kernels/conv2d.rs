@@ -121,18 +121,26 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
     }
 }
 
-/// For a width-keeping convolution and kernel offset `(i, j)`: the valid output rows
-/// `oy0..oy1`, and which part of the im2col row's run `oy0·ow..oy1·ow` maps onto the plane
-/// (`run[k] = plane[k + shift]` for `k` in `lo..hi`; the few outside are padded columns).
-fn contiguous_run(g: &ConvGeometry, i: usize, j: usize) -> (usize, usize, isize, usize, usize) {
+/// For a width-keeping convolution and kernel offset `(i, j)`: the part of an im2col row over
+/// the valid output rows (`run`), the part of that run which reads inside the plane (`inside`,
+/// relative to `run`; the few values outside it are padded columns), and where in the plane
+/// `inside` starts.
+struct ContiguousRun {
+    run: std::ops::Range<usize>,
+    inside: std::ops::Range<usize>,
+    from: usize,
+}
+
+fn contiguous_run(g: &ConvGeometry, i: usize, j: usize) -> ContiguousRun {
     let (oy0, oy1) = g.valid_rows(i);
     let w = g.width as isize;
+    // run[k] = plane[k + shift]
     let shift = (oy0 as isize + i as isize - g.padding[0] as isize) * w + j as isize - g.padding[1] as isize;
     let len = (oy1 - oy0) * g.width;
     let plane = (g.height * g.width) as isize;
     let lo = (-shift).clamp(0, len as isize) as usize;
     let hi = (plane - shift).clamp(lo as isize, len as isize) as usize;
-    (oy0, oy1, shift, lo, hi)
+    ContiguousRun { run: oy0 * g.width..oy1 * g.width, inside: lo..hi, from: (lo as isize + shift) as usize }
 }
 
 /// Zeroes the columns outside `first..last` of the `w`-wide rows of `run`, column by column: one
@@ -156,15 +164,14 @@ fn im2col_keeping_width(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let out = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
-                let (oy0, oy1, shift, lo, hi) = contiguous_run(g, i, j);
+                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j);
                 let (first, last) = g.valid_columns(j);
-                out[..oy0 * w].fill(0.0);
-                out[oy1 * w..].fill(0.0);
-                let run = &mut out[oy0 * w..oy1 * w];
-                run[..lo].fill(0.0);
-                run[hi..].fill(0.0);
-                let from = (lo as isize + shift) as usize;
-                run[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+                out[..run.start].fill(0.0);
+                out[run.end..].fill(0.0);
+                let run = &mut out[run];
+                run[..inside.start].fill(0.0);
+                run[inside.end..].fill(0.0);
+                run[inside.clone()].copy_from_slice(&src[from..from + inside.len()]);
                 zero_columns(run, w, first, last);
             }
         }
@@ -218,12 +225,11 @@ fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
-                let (oy0, oy1, shift, lo, hi) = contiguous_run(g, i, j);
+                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j);
                 let (first, last) = g.valid_columns(j);
-                let run = &mut row[oy0 * w..oy1 * w];
+                let run = &mut row[run];
                 zero_columns(run, w, first, last);
-                let from = (lo as isize + shift) as usize;
-                for (d, s) in dst[from..from + (hi - lo)].iter_mut().zip(&run[lo..hi]) {
+                for (d, s) in dst[from..from + inside.len()].iter_mut().zip(&run[inside]) {
                     *d += s;
                 }
             }
