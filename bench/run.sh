@@ -54,14 +54,20 @@ for round in 1 2 3; do
     echo "PyTorch: $(cd bench && "../$py" pytorch_train_step.py "$reps")"
 done
 
-echo "== the default job, 200 iterations, seeds 0-4: dml, PyTorch with LOSSES.md's ms, PyTorch with pml's ms"
-for seed in 0 1 2 3 4; do
+seeds=${SEEDS:-$(seq 0 19)}
+echo "== the default job, 200 iterations, seeds" $seeds": dml, PyTorch with LOSSES.md's ms, PyTorch with pml's ms"
+runs=()
+for seed in $seeds; do
     rm -rf "$out/default-$seed"
     "$CARGO_TARGET_DIR/release/dml" train --run-dir "$out/default-$seed" --seed "$seed" --eval-interval 0 \
         --backend cpu > /dev/null 2>&1
     echo "dml seed $seed: $(grep '"split"' "$out/default-$seed/metrics.jsonl" | tail -1)"
+    runs+=("$out/default-$seed")
 done
-(cd bench && "../$py" pytorch_train_fashion.py spec 0 1 2 3 4 && "../$py" pytorch_train_fashion.py pml 0 1 2 3 4)
+(cd bench && "../$py" pytorch_train_fashion.py spec $seeds) | tee "$out/default_spec.jsonl"
+(cd bench && "../$py" pytorch_train_fashion.py pml $seeds) | tee "$out/default_pml.jsonl"
+"$py" bench/default_job_summary.py "${runs[@]}" -- "PyTorch LOSSES.md ms=$out/default_spec.jsonl" \
+    "PyTorch pml ms=$out/default_pml.jsonl"
 
 echo "== training step of ResNet-18 (batch 32, 224×224, ms loss, Adam), CPU, interleaved"
 for round in 1 2; do
