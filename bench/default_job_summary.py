@@ -10,14 +10,16 @@ import sys
 from pathlib import Path
 
 
+def pick(evaluation):
+    return evaluation["recall_at_k"]["1"], evaluation["map_at_r"]
+
+
 def dml_run(run_dir):
     evals = [json.loads(l) for l in open(Path(run_dir) / "metrics.jsonl") if '"split"' in l]
-    pick = lambda e: (e["recall_at_k"]["1"], e["map_at_r"])
     return pick(evals[0]), pick(evals[-1])
 
 
 def pytorch_runs(path):
-    pick = lambda e: (e["recall_at_k"]["1"], e["map_at_r"])
     return [(pick(d["before"]), pick(d["after"])) for d in map(json.loads, open(path))]
 
 
