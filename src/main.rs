@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    dml_engine::memory::keep_freed_memory();
     let cli = Cli::parse();
     let result: Result<(), CliError> = match cli.command {
         None => commands::train::run(Default::default()),

@@ -9,6 +9,7 @@ pub mod data;
 pub mod eval;
 pub mod kernels;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod npy;
 pub mod png;

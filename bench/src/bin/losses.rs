@@ -12,6 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 fn main() {
+    dml_engine::memory::keep_freed_memory();
     let reps: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let device = Device::flex().autodiff();
     let d = 512;

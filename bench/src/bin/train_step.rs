@@ -12,6 +12,7 @@ use dml_engine::loss::LossConfig;
 use dml_engine::model::ModelConfig;
 
 fn main() {
+    dml_engine::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20);
     let backbone = args.get(1).map_or("small-cnn", String::as_str);
