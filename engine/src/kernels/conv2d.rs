@@ -9,8 +9,16 @@
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::{par_written, with_scratch, zeroed};
+
+/// The largest im2col matrix built whole (4 MB); larger ones are built in blocks of output rows
+/// (see [`ConvGeometry::rows_per_block`]).
+const WHOLE_COL_VALUES: usize = 1 << 20;
+
+/// The size an im2col block aims at: 512 KB, a core's L2 cache on the test machine.
+const COL_BLOCK_VALUES: usize = 1 << 17;
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +34,20 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// A square image and kernel, the same stride and padding along both axes.
+    pub fn square(batch: usize, channels_in: usize, size: usize, channels_out: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+        ConvGeometry {
+            batch,
+            channels_in,
+            height: size,
+            width: size,
+            channels_out,
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            padding: [padding; 2],
+        }
+    }
+
     pub fn out_height(&self) -> usize {
         (self.height + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
     }
@@ -59,6 +81,21 @@ impl ConvGeometry {
         self.stride == [1, 1] && self.out_width() == self.width
     }
 
+    /// Output rows per im2col block. The whole image's im2col matrix of ResNet's first layers
+    /// (7 MB for the 64-channel 3 × 3 convolutions at 56 × 56, 7 MB for the 7 × 7 stem) outgrows
+    /// the cache between being written and being packed by the GEMM; in blocks of about 512 KB
+    /// those layers ran 15–40 % faster on the test machine. Smaller matrices stay whole: at
+    /// 28 × 28 (3.6 MB) blocks of a few rows made the weight gradient's GEMM, whose inner
+    /// dimension is the block, slower than the cache misses they saved. A pointwise convolution
+    /// reads the image itself, whole.
+    fn rows_per_block(&self) -> usize {
+        let oh = self.out_height();
+        if self.is_pointwise() || self.patch() * self.positions() <= WHOLE_COL_VALUES {
+            return oh.max(1);
+        }
+        (COL_BLOCK_VALUES / (self.patch() * self.out_width()).max(1)).clamp(1, oh.max(1))
+    }
+
     /// The output rows whose kernel row `i` reads inside the image, at stride 1.
     fn valid_rows(&self, i: usize) -> (usize, usize) {
         columns_inside(self.height, 1, self.padding[0], self.out_height(), i)
@@ -84,21 +121,23 @@ pub(super) fn columns_inside(width: usize, stride: usize, padding: usize, out_wi
     (first.min(last), last)
 }
 
-/// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside.
-fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+/// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside, for the
+/// output rows `oy` in `rows`.
+fn im2col(g: &ConvGeometry, image: &[f32], rows: Range<usize>, col: &mut [f32]) {
     if g.keeps_width() {
-        return im2col_keeping_width(g, image, col);
+        return im2col_keeping_width(g, image, rows, col);
     }
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
-    let (oh, ow) = (g.out_height(), g.out_width());
+    let ow = g.out_width();
+    let block = rows.len() * ow;
     let plane = g.height * g.width;
     for c in 0..g.channels_in {
         for i in 0..kh {
             for j in 0..kw {
-                let row = ((c * kh + i) * kw + j) * oh * ow;
+                let row = ((c * kh + i) * kw + j) * block;
                 let (first, last) = g.valid_columns(j);
-                for oy in 0..oh {
-                    let out = &mut col[row + oy * ow..row + (oy + 1) * ow];
+                for (r, oy) in rows.clone().enumerate() {
+                    let out = &mut col[row + r * ow..row + (r + 1) * ow];
                     match g.source_row(oy, i) {
                         None => out.fill(0.0),
                         Some(y) => {
@@ -121,18 +160,23 @@ fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
     }
 }
 
-/// For a width-keeping convolution and kernel offset `(i, j)`: the part of an im2col row over
-/// the valid output rows (`run`), the part of that run which reads inside the plane (`inside`,
-/// relative to `run`; the few values outside it are padded columns), and where in the plane
-/// `inside` starts.
+/// For a width-keeping convolution, kernel offset `(i, j)` and a block of output rows: the part of
+/// the block's im2col row over its valid output rows (`run`), the part of that run which reads
+/// inside the plane (`inside`, relative to `run`; the few values outside it are padded columns),
+/// and where in the plane `inside` starts.
 struct ContiguousRun {
     run: std::ops::Range<usize>,
     inside: std::ops::Range<usize>,
     from: usize,
 }
 
-fn contiguous_run(g: &ConvGeometry, i: usize, j: usize) -> ContiguousRun {
-    let (oy0, oy1) = g.valid_rows(i);
+fn contiguous_run(g: &ConvGeometry, i: usize, j: usize, rows: &Range<usize>) -> ContiguousRun {
+    let (valid0, valid1) = g.valid_rows(i);
+    let oy0 = valid0.max(rows.start);
+    let oy1 = valid1.min(rows.end).max(oy0);
+    if oy0 == oy1 {
+        return ContiguousRun { run: 0..0, inside: 0..0, from: 0 };
+    }
     let w = g.width as isize;
     // run[k] = plane[k + shift]
     let shift = (oy0 as isize + i as isize - g.padding[0] as isize) * w + j as isize - g.padding[1] as isize;
@@ -140,14 +184,15 @@ fn contiguous_run(g: &ConvGeometry, i: usize, j: usize) -> ContiguousRun {
     let plane = (g.height * g.width) as isize;
     let lo = (-shift).clamp(0, len as isize) as usize;
     let hi = (plane - shift).clamp(lo as isize, len as isize) as usize;
-    ContiguousRun { run: oy0 * g.width..oy1 * g.width, inside: lo..hi, from: (lo as isize + shift) as usize }
+    let start = (oy0 - rows.start) * g.width;
+    ContiguousRun { run: start..start + len, inside: lo..hi, from: (lo as isize + shift) as usize }
 }
 
 /// Zeroes the columns outside `first..last` of the `w`-wide rows of `run`, column by column: one
 /// or two values per row, which row-wise `fill`s would each send through a `memset` call.
 fn zero_columns(run: &mut [f32], w: usize, first: usize, last: usize) {
     for q in (0..first).chain(last..w) {
-        for v in run[q..].iter_mut().step_by(w) {
+        for v in run.iter_mut().skip(q).step_by(w) {
             *v = 0.0;
         }
     }
@@ -155,16 +200,16 @@ fn zero_columns(run: &mut [f32], w: usize, first: usize, last: usize) {
 
 /// [`im2col`] for a width-keeping convolution: one copy per im2col row instead of one per
 /// output row, then the padded columns zeroed.
-fn im2col_keeping_width(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+fn im2col_keeping_width(g: &ConvGeometry, image: &[f32], rows: Range<usize>, col: &mut [f32]) {
     let (kh, kw, w) = (g.kernel[0], g.kernel[1], g.width);
-    let positions = g.positions();
+    let block = rows.len() * w;
     let plane = g.height * w;
     for c in 0..g.channels_in {
         let src = &image[c * plane..(c + 1) * plane];
         for i in 0..kh {
             for j in 0..kw {
-                let out = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
-                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j);
+                let out = &mut col[((c * kh + i) * kw + j) * block..][..block];
+                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j, &rows);
                 let (first, last) = g.valid_columns(j);
                 out[..run.start].fill(0.0);
                 out[run.end..].fill(0.0);
@@ -178,24 +223,25 @@ fn im2col_keeping_width(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds each column entry onto the pixel it was read from, in `image`
-/// as it comes (zeros for the plain adjoint). `col` is scratch: the width-keeping path zeroes its
-/// padded-column entries on the way.
-fn col2im(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
+/// The adjoint of [`im2col`] over the output rows `rows`: adds each column entry onto the pixel
+/// it was read from, in `image` as it comes (zeros for the plain adjoint). `col` is scratch: the
+/// width-keeping path zeroes its padded-column entries on the way.
+fn col2im(g: &ConvGeometry, col: &mut [f32], rows: Range<usize>, image: &mut [f32]) {
     if g.keeps_width() {
-        return col2im_keeping_width(g, col, image);
+        return col2im_keeping_width(g, col, rows, image);
     }
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
-    let (oh, ow) = (g.out_height(), g.out_width());
+    let ow = g.out_width();
+    let block = rows.len() * ow;
     let plane = g.height * g.width;
     for c in 0..g.channels_in {
         for i in 0..kh {
             for j in 0..kw {
-                let row = ((c * kh + i) * kw + j) * oh * ow;
+                let row = ((c * kh + i) * kw + j) * block;
                 let (first, last) = g.valid_columns(j);
-                for oy in 0..oh {
+                for (r, oy) in rows.clone().enumerate() {
                     let Some(y) = g.source_row(oy, i) else { continue };
-                    let src = &col[row + oy * ow + first..row + oy * ow + last];
+                    let src = &col[row + r * ow + first..row + r * ow + last];
                     let dst = &mut image[c * plane + y * g.width..c * plane + (y + 1) * g.width];
                     let x0 = first * g.stride[1] + j - g.padding[1];
                     if g.stride[1] == 1 {
@@ -216,16 +262,16 @@ fn col2im(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
 /// [`col2im`] for a width-keeping convolution: the padded columns' entries zeroed, then each
 /// im2col row added onto its plane as one shifted run. Every pixel receives its terms in the
 /// same order as in the general path, plus zeros.
-fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
+fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], rows: Range<usize>, image: &mut [f32]) {
     let (kh, kw, w) = (g.kernel[0], g.kernel[1], g.width);
-    let positions = g.positions();
+    let block = rows.len() * w;
     let plane = g.height * w;
     for c in 0..g.channels_in {
         let dst = &mut image[c * plane..(c + 1) * plane];
         for i in 0..kh {
             for j in 0..kw {
-                let row = &mut col[((c * kh + i) * kw + j) * positions..][..positions];
-                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j);
+                let row = &mut col[((c * kh + i) * kw + j) * block..][..block];
+                let ContiguousRun { run, inside, from } = contiguous_run(g, i, j, &rows);
                 let (first, last) = g.valid_columns(j);
                 let run = &mut row[run];
                 zero_columns(run, w, first, last);
@@ -237,36 +283,35 @@ fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], image: &mut [f32]) {
     }
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major, with explicit strides for transposes.
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major with `dst`'s rows `dst_rs` apart, and
+/// explicit strides for transposes.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
-    assert!(dst.len() >= m * n);
-    // SAFETY: `dst` holds the m×n values, initialised.
-    unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), accumulate, lhs, lhs_strides, rhs, rhs_strides) }
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: `dst` holds the m rows of n values, initialised.
+    unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
 }
 
-/// [`matmul`] without accumulation into memory not yet written: afterwards all of `dst`'s first
-/// m×n values are, and that part is returned.
+/// [`matmul`] without accumulation into memory not yet written, whose rows lie `dst_rs` apart:
+/// afterwards the m×n values `dst[r·dst_rs + c]` are written (the others untouched).
 #[allow(clippy::too_many_arguments)]
-fn matmul_uninit<'a>(m: usize, n: usize, k: usize, dst: &'a mut [MaybeUninit<f32>], lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) -> &'a mut [f32] {
-    assert!(dst.len() >= m * n);
-    let dst = &mut dst[..m * n];
-    // SAFETY: without accumulation gemm only writes `dst` (its `alpha` is zero: the old values are
-    // never read), and it writes every one of the m×n values, so the slice is initialised after.
-    unsafe {
-        gemm_into(m, n, k, dst.as_mut_ptr().cast(), false, lhs, lhs_strides, rhs, rhs_strides);
-        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
-    }
+fn matmul_uninit(m: usize, n: usize, k: usize, dst: &mut [MaybeUninit<f32>], dst_rs: usize, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: the assert keeps the m rows of n values inside `dst`; without accumulation gemm only
+    // writes them (its `alpha` is zero: the old values are never read).
+    unsafe { gemm_into(m, n, k, dst.as_mut_ptr().cast(), dst_rs, false, lhs, lhs_strides, rhs, rhs_strides) }
 }
 
 /// # Safety
-/// `dst` must be valid for writes of m×n values, and for reads of them if `accumulate`.
+/// `dst` must be valid for writes of the m×n values `dst[r·dst_rs + c]`, and for reads of them if
+/// `accumulate`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut f32,
+    dst_rs: usize,
     accumulate: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -284,7 +329,7 @@ unsafe fn gemm_into(
             k,
             dst,
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -321,39 +366,61 @@ fn chunk_len(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// The output rows `0..out_height` in blocks of `rows` (the last one shorter), in order.
+fn row_blocks(out_height: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..out_height.div_ceil(rows)).map(move |b| b * rows..((b + 1) * rows).min(out_height))
+}
+
 /// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let (patch, positions) = (g.patch(), g.positions());
+    forward_in_blocks(g, g.rows_per_block(), x, weight, bias)
+}
+
+/// [`forward`] with the im2col matrix built `rows_per_block` output rows at a time (1 to all).
+fn forward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (patch, positions, ow) = (g.patch(), g.positions(), g.out_width());
     let out_len = g.channels_out * positions;
-    let col_len = if g.is_pointwise() { 0 } else { patch * positions };
+    let col_len = if g.is_pointwise() { 0 } else { patch * rows_per_block * ow };
     let fill = |n: usize, y_img: &mut [MaybeUninit<f32>]| {
         let image = &x[n * g.image_len()..][..g.image_len()];
-        let y_img = with_scratch([col_len, 0], |col, _| {
-            let col: &[f32] = if g.is_pointwise() {
-                image
-            } else {
-                im2col(g, image, col);
-                col
-            };
-            matmul_uninit(g.channels_out, positions, patch, y_img, weight, (patch, 1), col, (positions, 1))
+        with_scratch([col_len, 0], |col, _| {
+            for rows in row_blocks(g.out_height(), rows_per_block) {
+                let (start, block) = (rows.start * ow, rows.len() * ow);
+                // A pointwise convolution's im2col matrix is the image, its rows `positions` apart.
+                let (col, col_rs): (&[f32], usize) = if g.is_pointwise() {
+                    (&image[start..], positions)
+                } else {
+                    im2col(g, image, rows, &mut col[..patch * block]);
+                    (&col[..patch * block], block)
+                };
+                // y[:, block] (co × block) = W (co × patch) · col (patch × block)
+                matmul_uninit(g.channels_out, block, patch, &mut y_img[start..], positions, weight, (patch, 1), col, (col_rs, 1));
+            }
         });
+        // SAFETY: the row blocks cover every output position of every channel.
+        let y_img = unsafe { &mut *(y_img as *mut [MaybeUninit<f32>] as *mut [f32]) };
         if let Some(bias) = bias {
             for (row, b) in y_img.chunks_mut(positions).zip(bias) {
                 row.iter_mut().for_each(|v| *v += b);
             }
         }
     };
-    // SAFETY: `matmul_uninit` writes each image's whole output.
+    // SAFETY: `fill` writes each image's whole output.
     unsafe { par_written(g.batch * out_len, out_len, fill) }.0
 }
 
 /// Gradients of [`forward`] from the output gradient `gy` (`[n, co, oh, ow]`):
 /// `(input gradient if wanted, weight gradient, bias gradient)`.
 pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let (patch, positions) = (g.patch(), g.positions());
+    backward_in_blocks(g, g.rows_per_block(), x, weight, gy, want_input)
+}
+
+/// [`backward`] with the im2col matrices built `rows_per_block` output rows at a time.
+fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (patch, positions, ow) = (g.patch(), g.positions(), g.out_width());
     let out_len = g.channels_out * positions;
     let chunk = chunk_len(g.batch);
-    let col_len = if g.is_pointwise() { 0 } else { patch * positions };
+    let col_len = if g.is_pointwise() { 0 } else { patch * rows_per_block * ow };
     let gcol_len = if want_input { col_len } else { 0 };
     // Fixed chunks of images, each with its own partial weight and bias gradients, summed in
     // chunk order: the same result in every run.
@@ -367,26 +434,29 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_in
                 let n = c * chunk + k;
                 let image = &x[n * g.image_len()..][..g.image_len()];
                 let gy_img = &gy[n * out_len..][..out_len];
-                let col: &[f32] = if g.is_pointwise() {
-                    image
-                } else {
-                    im2col(g, image, col);
-                    col
-                };
-                // gW (co × patch) += gy (co × positions) · colᵀ (positions × patch)
-                matmul(g.channels_out, patch, positions, &mut gw, k > 0, gy_img, (positions, 1), col, (1, positions));
+                let mut gx_img = gx_chunk.as_deref_mut().map(|gx_chunk| zeroed(&mut gx_chunk[k * g.image_len()..][..g.image_len()]));
+                for rows in row_blocks(g.out_height(), rows_per_block) {
+                    let (start, block) = (rows.start * ow, rows.len() * ow);
+                    let (col, col_rs): (&[f32], usize) = if g.is_pointwise() {
+                        (&image[start..], positions)
+                    } else {
+                        im2col(g, image, rows.clone(), &mut col[..patch * block]);
+                        (&col[..patch * block], block)
+                    };
+                    // gW (co × patch) += gy[:, block] (co × block) · colᵀ (block × patch)
+                    matmul(g.channels_out, patch, block, &mut gw, patch, k > 0 || start > 0, &gy_img[start..], (positions, 1), col, (1, col_rs));
+                    let Some(gx_img) = gx_img.as_deref_mut() else { continue };
+                    // gcol (patch × block) = Wᵀ (patch × co) · gy[:, block] (co × block)
+                    if g.is_pointwise() {
+                        matmul(patch, block, g.channels_out, &mut gx_img[start..], positions, false, weight, (1, patch), &gy_img[start..], (positions, 1));
+                    } else {
+                        let gcol = &mut gcol[..patch * block];
+                        matmul(patch, block, g.channels_out, gcol, block, false, weight, (1, patch), &gy_img[start..], (positions, 1));
+                        col2im(g, gcol, rows, gx_img);
+                    }
+                }
                 for (b, row) in gb.iter_mut().zip(gy_img.chunks(positions)) {
                     *b += lane_sum(row);
-                }
-                if let Some(gx_chunk) = gx_chunk.as_deref_mut() {
-                    let gx_img = zeroed(&mut gx_chunk[k * g.image_len()..][..g.image_len()]);
-                    // gcol (patch × positions) = Wᵀ (patch × co) · gy (co × positions)
-                    if g.is_pointwise() {
-                        matmul(patch, positions, g.channels_out, gx_img, false, weight, (1, patch), gy_img, (positions, 1));
-                    } else {
-                        matmul(patch, positions, g.channels_out, gcol, false, weight, (1, patch), gy_img, (positions, 1));
-                        col2im(g, gcol, gx_img);
-                    }
                 }
             }
         });
@@ -473,18 +543,22 @@ mod tests {
         ]
     }
 
+    /// Every geometry with its im2col matrix built whole and in blocks of every height.
     #[test]
     fn forward_matches_the_definition() {
         for (t, g) in geometries().into_iter().enumerate() {
             let x = values(g.batch * g.image_len(), 1 + t as u64);
             let w = values(g.channels_out * g.patch(), 100 + t as u64);
             let b = values(g.channels_out, 200 + t as u64);
-            let y = forward(&g, &x, &w, Some(&b));
             let r = reference(&g, &x, &w, &b);
-            assert_eq!(y.len(), r.len(), "{g:?}");
-            for (a, e) in y.iter().zip(&r) {
-                assert!((*a as f64 - e).abs() < 1e-5, "{g:?}: {a} vs {e}");
+            for rows in 1..=g.out_height() {
+                let y = forward_in_blocks(&g, rows, &x, &w, Some(&b));
+                assert_eq!(y.len(), r.len(), "{g:?}");
+                for (a, e) in y.iter().zip(&r) {
+                    assert!((*a as f64 - e).abs() < 1e-5, "{g:?} in blocks of {rows} rows: {a} vs {e}");
+                }
             }
+            assert_eq!(forward(&g, &x, &w, Some(&b)), forward_in_blocks(&g, g.out_height(), &x, &w, Some(&b)), "small images are built whole");
         }
     }
 
@@ -496,33 +570,48 @@ mod tests {
             let x = values(g.batch * g.image_len(), 1 + t as u64);
             let w = values(g.channels_out * g.patch(), 100 + t as u64);
             let u = values(g.batch * g.channels_out * g.positions(), 300 + t as u64);
-            let (gx, gw, gb) = backward(&g, &x, &w, &u, true);
-            let gx = gx.unwrap();
             let zeros = vec![0.0f32; g.channels_out];
             let dot = |a: &[f64], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * *q as f64).sum::<f64>();
-            // Input: conv(·, w) is linear in x.
             let vx = values(x.len(), 400 + t as u64);
-            let lhs = dot(&reference(&g, &vx, &w, &zeros), &u);
-            let rhs: f64 = gx.iter().zip(&vx).map(|(a, b)| *a as f64 * *b as f64).sum();
-            assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{g:?} input: {lhs} vs {rhs}");
-            // Weight: linear in w.
             let vw = values(w.len(), 500 + t as u64);
-            let lhs = dot(&reference(&g, &x, &vw, &zeros), &u);
-            let rhs: f64 = gw.iter().zip(&vw).map(|(a, b)| *a as f64 * *b as f64).sum();
-            assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{g:?} weight: {lhs} vs {rhs}");
-            // Bias: the sum of the output gradient over batch and positions.
-            for (o, got) in gb.iter().enumerate() {
-                let expected: f64 = (0..g.batch)
-                    .flat_map(|n| {
-                        let start = (n * g.channels_out + o) * g.positions();
-                        u[start..start + g.positions()].iter().map(|v| *v as f64)
-                    })
-                    .sum();
-                assert!((*got as f64 - expected).abs() < 1e-4, "{g:?} bias");
+            // ⟨u, conv(vx, w)⟩ and ⟨u, conv(x, vw)⟩: conv is linear in x and in w.
+            let input_lhs = dot(&reference(&g, &vx, &w, &zeros), &u);
+            let weight_lhs = dot(&reference(&g, &x, &vw, &zeros), &u);
+            for rows in 1..=g.out_height() {
+                let (gx, gw, gb) = backward_in_blocks(&g, rows, &x, &w, &u, true);
+                let gx = gx.unwrap();
+                let rhs: f64 = gx.iter().zip(&vx).map(|(a, b)| *a as f64 * *b as f64).sum();
+                assert!((input_lhs - rhs).abs() < 1e-4 * (1.0 + input_lhs.abs()), "{g:?}, blocks of {rows} rows, input: {input_lhs} vs {rhs}");
+                let rhs: f64 = gw.iter().zip(&vw).map(|(a, b)| *a as f64 * *b as f64).sum();
+                assert!((weight_lhs - rhs).abs() < 1e-4 * (1.0 + weight_lhs.abs()), "{g:?}, blocks of {rows} rows, weight: {weight_lhs} vs {rhs}");
+                // Bias: the sum of the output gradient over batch and positions.
+                for (o, got) in gb.iter().enumerate() {
+                    let expected: f64 = (0..g.batch)
+                        .flat_map(|n| {
+                            let start = (n * g.channels_out + o) * g.positions();
+                            u[start..start + g.positions()].iter().map(|v| *v as f64)
+                        })
+                        .sum();
+                    assert!((*got as f64 - expected).abs() < 1e-4, "{g:?} bias");
+                }
+                let (none, gw2, _) = backward_in_blocks(&g, rows, &x, &w, &u, false);
+                assert!(none.is_none());
+                assert_eq!(gw, gw2, "the weight gradient does not depend on whether the input gradient is wanted");
             }
-            let (none, gw2, _) = backward(&g, &x, &w, &u, false);
-            assert!(none.is_none());
-            assert_eq!(gw, gw2, "the weight gradient does not depend on whether the input gradient is wanted");
+        }
+    }
+
+    /// The one policy choice: ResNet's 56 × 56 and 112 × 112 layers are built in blocks that fit
+    /// a core's cache, its smaller layers and every layer of the default job's small CNN whole.
+    #[test]
+    fn only_large_im2col_matrices_are_built_in_blocks() {
+        let g = |ci, size, co, k, stride, pad| ConvGeometry::square(1, ci, size, co, k, stride, pad);
+        let resnet_56 = g(64, 56, 64, 3, 1, 1);
+        assert_eq!(resnet_56.rows_per_block(), 4);
+        assert!(resnet_56.patch() * resnet_56.rows_per_block() * resnet_56.out_width() <= COL_BLOCK_VALUES);
+        assert_eq!(g(3, 224, 64, 7, 2, 3).rows_per_block(), 7);
+        for whole in [g(128, 28, 128, 3, 1, 1), g(512, 7, 512, 3, 1, 1), g(64, 56, 64, 1, 1, 0), g(1, 28, 32, 3, 1, 1), g(32, 28, 32, 3, 1, 1), g(64, 14, 64, 3, 1, 1)] {
+            assert_eq!(whole.rows_per_block(), whole.out_height(), "{whole:?}");
         }
     }
 }
