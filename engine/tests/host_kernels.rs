@@ -1,15 +1,16 @@
 //! The host kernels agree with Burn's own operations on the CPU backend: convolution and
-//! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, values and the
-//! gradients of every input.
+//! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max pooling, values
+//! and the gradients of every input.
 
 use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
-use dml_engine::burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use dml_engine::burn::tensor::ops::ConvOptions;
 use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
 use dml_engine::burn::tensor::activation::{relu, relu6};
 use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::{Clamp, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, host_max_pool2d};
-use dml_engine::burn::tensor::module::max_pool2d as burn_max_pool2d;
+use dml_engine::kernels::{Clamp, MaxPooling, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
+use dml_engine::burn::nn::PaddingConfig2d;
+use dml_engine::burn::nn::pool::MaxPool2dConfig;
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
     close_vec(a.into_data().iter().collect(), b.into_data().iter().collect(), what);
@@ -195,21 +196,31 @@ fn batch_norm_relu_matches_burn_batch_norm_then_relu() {
 #[test]
 fn max_pool_matches_burn_max_pool() {
     let device = Device::flex().autodiff();
-    for shape in [[4, 3, 28, 28], [2, 5, 7, 9]] {
-        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let run = |host: bool| {
-            let x = x.clone().require_grad();
-            let y = if host {
-                host_max_pool2d(x.clone(), [2, 2])
-            } else {
-                burn_max_pool2d(x.clone(), MaxPoolOptions::new([2, 2]))
+    let pools = [
+        ("small CNN 2 × 2", MaxPool2dConfig::new([2, 2])),
+        ("ResNet 3 × 3 / 2, padding 1", MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))),
+        ("BN-Inception 3 × 3 / 2, ceil", MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_ceil_mode(true)),
+        ("BN-Inception 3 × 3 / 1, padding 1, ceil", MaxPool2dConfig::new([3, 3]).with_strides([1, 1]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_ceil_mode(true)),
+    ];
+    for (name, config) in pools {
+        let pool = config.init();
+        assert!(MaxPooling::of(&pool).is_some(), "{name}: the host kernel covers it");
+        for shape in [[4, 3, 28, 28], [2, 5, 7, 9], [2, 3, 12, 11]] {
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let run = |host: bool| {
+                let x = x.clone().require_grad();
+                let y = if host { max_pool(&pool, x.clone()) } else { pool.forward(x.clone()) };
+                // Overlapping windows share inputs: their gradients must add up where they meet.
+                let grads = (y.clone() * y.clone().detach()).sum().backward();
+                (y.inner(), x.grad(&grads).unwrap())
             };
-            let grads = (y.clone() * y.clone().detach()).sum().backward();
-            (y.inner(), x.grad(&grads).unwrap())
-        };
-        let (y, gx) = run(true);
-        let (y_ref, gx_ref) = run(false);
-        close(y, y_ref, &format!("{shape:?}: output"));
-        close(gx, gx_ref, &format!("{shape:?}: input gradient"));
+            let (y, gx) = run(true);
+            let (y_ref, gx_ref) = run(false);
+            assert_eq!(y.dims(), y_ref.dims(), "{name} on {shape:?}: output size");
+            close(y, y_ref, &format!("{name} on {shape:?}: output"));
+            close(gx, gx_ref, &format!("{name} on {shape:?}: input gradient"));
+        }
     }
+    let same = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).with_padding(PaddingConfig2d::Same).init();
+    assert!(MaxPooling::of(&same).is_none(), "asymmetric padding stays with Burn's pooling");
 }

@@ -8,6 +8,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::conv_bn::{ConvBn, ConvSpec};
+use crate::kernels;
 
 /// The widths of one inception module.
 struct Widths {
@@ -191,7 +192,7 @@ impl Inception {
         );
         let pooled = match (&self.average, &self.max) {
             (Some(avg), _) => avg.forward(x),
-            (None, Some(max)) => max.forward(x),
+            (None, Some(max)) => kernels::max_pool(max, x),
             (None, None) => unreachable!("every inception module has a pool branch"),
         };
         branches.push(match &self.pool_proj {
@@ -228,10 +229,8 @@ impl BnInception {
 
     /// `[batch, channels, h, w]` → the last feature map `[batch, 1024, ⌈h / 32⌉, ⌈w / 32⌉]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.pool1.forward(self.conv1.forward(images));
-        let x = self
-            .pool2
-            .forward(self.conv2.forward(self.conv2_reduce.forward(x)));
+        let x = kernels::max_pool(&self.pool1, self.conv1.forward(images));
+        let x = kernels::max_pool(&self.pool2, self.conv2.forward(self.conv2_reduce.forward(x)));
         self.modules.iter().fold(x, |x, module| module.forward(x))
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv_bn::{ConvBn, ConvSpec};
+use crate::kernels;
 
 /// A residual block: its units (the last without activation) plus the shortcut.
 #[derive(Module, Debug)]
@@ -113,7 +114,7 @@ impl ResNet {
 
     /// `[batch, channels, h, w]` → the last feature map `[batch, features, h / 32, w / 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.pool.forward(self.stem.forward(images));
+        let x = kernels::max_pool(&self.pool, self.stem.forward(images));
         self.layers
             .iter()
             .flat_map(|layer| &layer.blocks)

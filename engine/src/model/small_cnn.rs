@@ -8,9 +8,8 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::conv_bn::{ConvBn, ConvSpec};
-use crate::backend::selects_on_host;
 use crate::eval::l2_normalize;
-use crate::kernels::host_max_pool2d;
+use crate::kernels;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,11 +66,7 @@ impl SmallCnn {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             if i == 1 || i == 3 {
-                x = if selects_on_host(&x.device()) {
-                    host_max_pool2d(x, [2, 2])
-                } else {
-                    self.pool.forward(x)
-                };
+                x = kernels::max_pool(&self.pool, x);
             }
         }
         let [batch, channels, _, _] = x.dims();
