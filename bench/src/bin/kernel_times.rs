@@ -2,6 +2,10 @@
 //! convolution forward / backward, batch norm statistics / forward / backward, max pooling
 //! forward / backward, median of repeated calls. Their sum against `train_step`'s step time says
 //! how much of a step lies outside the kernels (autodiff, loss, optimiser, allocation).
+//!
+//! `kernel_times [REPS] resnet18`: instead, each distinct convolution of ResNet-18 at batch 32
+//! of 224×224 photos, forward and backward, with its count in the network and GFLOP/s, and its
+//! stem's max pool.
 
 use std::time::Instant;
 
@@ -27,22 +31,63 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     times[reps / 2]
 }
 
+/// ResNet-18's convolutions at 224 × 224: (count, in, out, input size, kernel, stride, padding).
+const RESNET18: [(usize, usize, usize, usize, usize, usize, usize); 11] = [
+    (1, 3, 64, 224, 7, 2, 3),
+    (4, 64, 64, 56, 3, 1, 1),
+    (1, 64, 128, 56, 3, 2, 1),
+    (1, 64, 128, 56, 1, 2, 0),
+    (3, 128, 128, 28, 3, 1, 1),
+    (1, 128, 256, 28, 3, 2, 1),
+    (1, 128, 256, 28, 1, 2, 0),
+    (3, 256, 256, 14, 3, 1, 1),
+    (1, 256, 512, 14, 3, 2, 1),
+    (1, 256, 512, 14, 1, 2, 0),
+    (3, 512, 512, 7, 3, 1, 1),
+];
+
+fn resnet18_convolutions(reps: usize) {
+    let batch = 32;
+    let mut total = 0.0;
+    for (l, &(count, ci, co, size, k, stride, pad)) in RESNET18.iter().enumerate() {
+        let g = ConvGeometry::square(batch, ci, size, co, k, stride, pad);
+        let x = values(batch * ci * size * size, l as u64);
+        let w = values(co * ci * k * k, 10 + l as u64);
+        let gy = values(batch * co * g.out_height() * g.out_width(), 30 + l as u64);
+        let want_input = l > 0;
+        let fwd = median_ms(reps, || drop(conv2d::forward(&g, &x, &w, None)));
+        let bwd = median_ms(reps, || drop(conv2d::backward(&g, &x, &w, &gy, want_input)));
+        let flops = 2.0 * (batch * co * g.out_height() * g.out_width() * ci * k * k) as f64;
+        total += count as f64 * (fwd + bwd);
+        println!(
+            "{count} × {ci}→{co} {size}² {k}×{k}/{stride}: fwd {fwd:.1} ms ({:.0} GFLOP/s), bwd {bwd:.1} ms ({:.0} GFLOP/s); × {count}: {:.0} ms",
+            flops / fwd / 1e6,
+            flops * if want_input { 2.0 } else { 1.0 } / bwd / 1e6,
+            count as f64 * (fwd + bwd)
+        );
+    }
+    println!("all convolutions of a step: {total:.0} ms");
+    // The stem's max pool: 3 × 3 / 2 with padding 1, overlapping windows.
+    let p = PoolShape { planes: batch * 64, height: 112, width: 112, window: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false };
+    let x = values(p.planes * 112 * 112, 70);
+    let (_, arg) = max_pool::forward(&p, &x);
+    let gy = values(p.planes * p.out_height() * p.out_width(), 71);
+    let fwd = median_ms(reps, || drop(max_pool::forward(&p, &x)));
+    let bwd = median_ms(reps, || drop(max_pool::backward(&p, &arg, &gy)));
+    println!("max pool 3×3/2 of 64 × 112²: fwd {fwd:.1} ms, bwd {bwd:.1} ms");
+}
+
 fn main() {
+    dml_engine::memory::keep_freed_memory();
     let reps: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    if std::env::args().nth(2).as_deref() == Some("resnet18") {
+        return resnet18_convolutions(reps);
+    }
     let batch = 80;
     let layers = [(1, 32, 28), (32, 32, 28), (32, 64, 14), (64, 64, 14), (64, 128, 7)];
     let mut total = 0.0;
     for (l, &(ci, co, size)) in layers.iter().enumerate() {
-        let g = ConvGeometry {
-            batch,
-            channels_in: ci,
-            height: size,
-            width: size,
-            channels_out: co,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-        };
+        let g = ConvGeometry::square(batch, ci, size, co, 3, 1, 1);
         let x = values(batch * ci * size * size, l as u64);
         let w = values(co * ci * 9, 10 + l as u64);
         let b = values(co, 20 + l as u64);
@@ -59,7 +104,7 @@ fn main() {
         let bn_bwd = median_ms(reps, || drop(batch_norm::backward(&s, &gy, &gamma, &beta, &stats, 1e-5, Clamp::RELU, false, &gz)));
         let mut pool = (0.0, 0.0);
         if l == 1 || l == 3 {
-            let p = PoolShape { planes: batch * co, height: size, width: size, window: [2, 2] };
+            let p = PoolShape::tiled(batch * co, size, size, [2, 2]);
             let (_, arg) = max_pool::forward(&p, &gy);
             let gp = values(batch * co * size * size / 4, 50);
             pool = (median_ms(reps, || drop(max_pool::forward(&p, &gy))), median_ms(reps, || drop(max_pool::backward(&p, &arg, &gp))));
