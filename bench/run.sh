@@ -69,16 +69,19 @@ done
 "$py" bench/default_job_summary.py "${runs[@]}" -- "PyTorch LOSSES.md ms=$out/default_spec.jsonl" \
     "PyTorch pml ms=$out/default_pml.jsonl"
 
-echo "== training step of ResNet-18 (batch 32, 224×224, ms loss, Adam), CPU, interleaved"
-for round in 1 2; do
-    echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" 5 resnet18 224 32)"
-    echo "PyTorch: $(cd bench && "../$py" pytorch_resnet_step.py 5 224 32)"
+# Only the packages' Python model code is used: no dependencies (pretrainedmodels' __init__ would
+# import all of torchvision; the step benchmark and the check load its one module file).
+"$py" -c "import pretrainedmodels" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps pretrainedmodels==0.7.4
+
+echo "== training step of ResNet-18, ResNet-50, BN-Inception (batch 32, 224×224, ms loss, Adam), CPU, interleaved"
+for backbone in resnet18 resnet50 bn-inception; do
+    for round in 1 2; do
+        echo "dml:     $("$CARGO_TARGET_DIR/release/train_step" 5 "$backbone" 224 32)"
+        echo "PyTorch: $(cd bench && "../$py" pytorch_backbone_step.py 5 224 32 "$backbone")"
+    done
 done
 
 echo "== BN-Inception and the ResNets against the definitions their published weights belong to"
-# Only the packages' Python model code is used: no dependencies (pretrainedmodels' __init__ would
-# import all of torchvision; the check loads its one module file).
-"$py" -c "import pretrainedmodels" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps pretrainedmodels==0.7.4
 "$py" -c "import torchvision" 2>/dev/null || bench/.venv/bin/pip install -q --no-deps torchvision==0.29.2
 "$py" bench/published_layout_check.py "$CARGO_TARGET_DIR/release/dml" "$out/published-layouts" | grep -v '^  '
 
