@@ -1,6 +1,6 @@
 //! The host kernels agree with Burn's own operations on the CPU backend: convolution and
-//! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max pooling, values
-//! and the gradients of every input.
+//! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max and average
+//! pooling, values and the gradients of every input.
 
 use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
 use dml_engine::burn::tensor::ops::ConvOptions;
@@ -8,9 +8,9 @@ use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
 use dml_engine::burn::tensor::activation::{relu, relu6};
 use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::{Clamp, MaxPooling, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
+use dml_engine::kernels::{AvgPooling, Clamp, MaxPooling, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
 use dml_engine::burn::nn::PaddingConfig2d;
-use dml_engine::burn::nn::pool::MaxPool2dConfig;
+use dml_engine::burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
     close_vec(a.into_data().iter().collect(), b.into_data().iter().collect(), what);
@@ -193,9 +193,29 @@ fn batch_norm_relu_matches_burn_batch_norm_then_relu() {
     }
 }
 
+/// A pooling on the host kernel (`host`) against Burn's (`burn`) on a few shapes, odd sizes
+/// included: output sizes, values, and the input gradients of Σ y · y (overlapping windows share
+/// inputs, so their gradients must add up where they meet).
+fn compare_pooling(name: &str, host: impl Fn(Tensor<4>) -> Tensor<4>, burn: impl Fn(Tensor<4>) -> Tensor<4>) {
+    let device = Device::flex().autodiff();
+    for shape in [[4, 3, 28, 28], [2, 5, 7, 9], [2, 3, 12, 11]] {
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |pool: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = x.clone().require_grad();
+            let y = pool(x.clone());
+            let grads = (y.clone() * y.clone().detach()).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let (y, gx) = run(&host);
+        let (y_ref, gx_ref) = run(&burn);
+        assert_eq!(y.dims(), y_ref.dims(), "{name} on {shape:?}: output size");
+        close(y, y_ref, &format!("{name} on {shape:?}: output"));
+        close(gx, gx_ref, &format!("{name} on {shape:?}: input gradient"));
+    }
+}
+
 #[test]
 fn max_pool_matches_burn_max_pool() {
-    let device = Device::flex().autodiff();
     let pools = [
         ("small CNN 2 × 2", MaxPool2dConfig::new([2, 2])),
         ("ResNet 3 × 3 / 2, padding 1", MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))),
@@ -205,22 +225,26 @@ fn max_pool_matches_burn_max_pool() {
     for (name, config) in pools {
         let pool = config.init();
         assert!(MaxPooling::of(&pool).is_some(), "{name}: the host kernel covers it");
-        for shape in [[4, 3, 28, 28], [2, 5, 7, 9], [2, 3, 12, 11]] {
-            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-            let run = |host: bool| {
-                let x = x.clone().require_grad();
-                let y = if host { max_pool(&pool, x.clone()) } else { pool.forward(x.clone()) };
-                // Overlapping windows share inputs: their gradients must add up where they meet.
-                let grads = (y.clone() * y.clone().detach()).sum().backward();
-                (y.inner(), x.grad(&grads).unwrap())
-            };
-            let (y, gx) = run(true);
-            let (y_ref, gx_ref) = run(false);
-            assert_eq!(y.dims(), y_ref.dims(), "{name} on {shape:?}: output size");
-            close(y, y_ref, &format!("{name} on {shape:?}: output"));
-            close(gx, gx_ref, &format!("{name} on {shape:?}: input gradient"));
-        }
+        compare_pooling(name, |x| max_pool(&pool, x), |x| pool.forward(x));
     }
     let same = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).with_padding(PaddingConfig2d::Same).init();
     assert!(MaxPooling::of(&same).is_none(), "asymmetric padding stays with Burn's pooling");
+}
+
+#[test]
+fn avg_pool_matches_burn_avg_pool() {
+    let padded = |k: usize, s: usize| AvgPool2dConfig::new([k, k]).with_strides([s, s]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    let pools = [
+        ("BN-Inception 3 × 3 / 1, padding 1", padded(3, 1)),
+        ("3 × 3 / 1, padding 1, padding not counted", padded(3, 1).with_count_include_pad(false)),
+        ("2 × 2", AvgPool2dConfig::new([2, 2])),
+        ("3 × 3 / 2, padding 1, ceil", padded(3, 2).with_ceil_mode(true)),
+        ("3 × 3 / 2, padding 1, ceil, padding not counted", padded(3, 2).with_ceil_mode(true).with_count_include_pad(false)),
+        ("3 × 3 / 2, ceil", AvgPool2dConfig::new([3, 3]).with_strides([2, 2]).with_ceil_mode(true)),
+    ];
+    for (name, config) in pools {
+        let pool = config.init();
+        assert!(AvgPooling::of(&pool).is_some(), "{name}: the host kernel covers it");
+        compare_pooling(name, |x| avg_pool(&pool, x), |x| pool.forward(x));
+    }
 }

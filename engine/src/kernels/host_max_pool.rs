@@ -15,7 +15,8 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::{Shape, Tensor};
 
 use super::host_conv::{contiguous_f32, slice, tensor};
-use super::max_pool::{self, PoolShape};
+use super::max_pool::{self};
+use super::pooling::PoolShape;
 use crate::backend::selects_on_host;
 
 #[backend_extension(Flex, Autodiff)]
@@ -53,18 +54,24 @@ impl MaxPooling {
     /// The pooling of Burn's module, where the host kernel covers it: no dilation, and no
     /// padding or the same on both sides.
     pub fn of(pool: &MaxPool2d) -> Option<Self> {
-        let padding = match pool.padding {
-            PaddingConfig2d::Valid => [0, 0],
-            PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
-            _ => return None,
-        };
-        (pool.dilation == [1, 1] && padding[0] * 2 <= pool.kernel_size[0] && padding[1] * 2 <= pool.kernel_size[1])
-            .then_some(MaxPooling { window: pool.kernel_size, stride: pool.stride, padding, ceil_mode: pool.ceil_mode })
+        let padding = symmetric_padding(&pool.padding, pool.kernel_size)?;
+        (pool.dilation == [1, 1]).then_some(MaxPooling { window: pool.kernel_size, stride: pool.stride, padding, ceil_mode: pool.ceil_mode })
     }
 
     fn shape(&self, x: &Shape) -> PoolShape {
         PoolShape { planes: x[0] * x[1], height: x[2], width: x[3], window: self.window, stride: self.stride, padding: self.padding, ceil_mode: self.ceil_mode }
     }
+}
+
+/// A pooling module's padding as (rows, columns) on each side, where the host kernels cover it:
+/// none, or the same on both sides and at most half the window (as PyTorch requires).
+pub(super) fn symmetric_padding(padding: &PaddingConfig2d, window: [usize; 2]) -> Option<[usize; 2]> {
+    let padding = match *padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        _ => return None,
+    };
+    (padding[0] * 2 <= window[0] && padding[1] * 2 <= window[1]).then_some(padding)
 }
 
 fn pooled(x: &FlexTensor, pooling: MaxPooling) -> (FlexTensor, Vec<u32>) {

@@ -4,68 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::columns_inside;
 use super::par_filled;
+use super::pooling::PoolShape;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolShape {
-    /// `batch × channels` planes.
-    pub planes: usize,
-    pub height: usize,
-    pub width: usize,
-    pub window: [usize; 2],
-    pub stride: [usize; 2],
-    /// Rows above and below, columns left and right.
-    pub padding: [usize; 2],
-    /// Output size rounded up (PyTorch's `ceil_mode`): a last, partial window is kept when it
-    /// starts inside the image or its leading padding.
-    pub ceil_mode: bool,
-}
-
-impl PoolShape {
-    /// Non-overlapping windows (stride = window), no padding, floor mode.
-    pub fn tiled(planes: usize, height: usize, width: usize, window: [usize; 2]) -> Self {
-        PoolShape { planes, height, width, window, stride: window, padding: [0, 0], ceil_mode: false }
-    }
-
-    pub fn out_height(&self) -> usize {
-        out_size(self.height, self.window[0], self.stride[0], self.padding[0], self.ceil_mode)
-    }
-
-    pub fn out_width(&self) -> usize {
-        out_size(self.width, self.window[1], self.stride[1], self.padding[1], self.ceil_mode)
-    }
-
-    fn out_plane(&self) -> usize {
-        self.out_height() * self.out_width()
-    }
-
-    /// The input rows (or columns, `axis` 1) of output row (column) `o`'s window.
-    fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
-        let size = [self.height, self.width][axis];
-        let start = (o * self.stride[axis]).saturating_sub(self.padding[axis]);
-        let end = (o * self.stride[axis] + self.window[axis]).saturating_sub(self.padding[axis]).min(size);
-        start..end.max(start)
-    }
-
-    /// 2 × 2 windows at stride 2 over whole windows only: the vectorised path.
-    fn is_tiled_2x2(&self) -> bool {
-        self.window == [2, 2] && self.stride == [2, 2] && self.padding == [0, 0] && self.out_height() == self.height / 2 && self.out_width() == self.width / 2
-    }
-}
-
-/// PyTorch's pooled size: windows of `window` at `stride` over `size` values padded by `padding`
-/// on both sides; in ceil mode a last window that would start in the trailing padding is dropped.
-fn out_size(size: usize, window: usize, stride: usize, padding: usize, ceil_mode: bool) -> usize {
-    let padded = size + 2 * padding;
-    if padded < window {
-        return 0;
-    }
-    if !ceil_mode {
-        return (padded - window) / stride + 1;
-    }
-    let out = (padded - window).div_ceil(stride) + 1;
-    if (out - 1) * stride >= size + padding { out - 1 } else { out }
+/// 2 × 2 windows at stride 2 over whole windows only: the vectorised path.
+fn is_tiled_2x2(s: &PoolShape) -> bool {
+    s.window == [2, 2] && s.stride == [2, 2] && s.padding == [0, 0] && s.out_height() == s.height / 2 && s.out_width() == s.width / 2
 }
 
 /// Whether `v` replaces `best` as the window's maximum: larger, or the first NaN (a max that
@@ -85,37 +29,96 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     }
     let (oh, ow) = (s.out_height(), s.out_width());
     let column_spans: Vec<_> = (0..ow).map(|ox| s.span(1, ox)).collect();
+    let columns = s.window_columns();
     y.par_chunks_mut(out_plane).zip(arg.par_chunks_mut(out_plane)).enumerate().for_each(|(p, (yp, ap))| {
         let xp = &x[p * plane..][..plane];
-        if s.is_tiled_2x2() {
+        if is_tiled_2x2(s) {
             pool_plane_2x2(xp, s.width, oh, ow, yp, ap);
             return;
         }
-        // Window rows, then window columns, then the row's outputs: within each window the scan
-        // order is row by row, left to right, and the outputs of a row advance together instead
-        // of each running a chain of dependent compares through its window.
         for (oy, (yr, ar)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
             let rows = s.span(0, oy);
             yr.fill(f32::NEG_INFINITY);
             for (a, columns) in ar.iter_mut().zip(&column_spans) {
                 *a = (rows.start * s.width + columns.start) as u32;
             }
-            for row in rows {
-                for j in 0..s.window[1] {
-                    let (first, last) = columns_inside(s.width, s.stride[1], s.padding[1], ow, j);
-                    for ox in first..last {
-                        let q = row * s.width + ox * s.stride[1] + j - s.padding[1];
-                        let v = xp[q];
-                        if replaces(v, yr[ox]) {
-                            yr[ox] = v;
-                            ar[ox] = q as u32;
-                        }
-                    }
-                }
-            }
+            s.for_window_taps(oy, &columns, |start, first, last| max_tap(xp, start, s.stride[1], &mut yr[first..last], &mut ar[first..last]));
         }
     });
     (y, arg)
+}
+
+/// Folds inputs `start`, `start + stride`, … of a plane into the running maxima `best` of as
+/// many outputs and their positions `at`: eight outputs at a time with AVX2 at stride 1 or 2,
+/// the rest (and other strides and CPUs) one by one, with the same outcome.
+fn max_tap(xp: &[f32], start: usize, stride: usize, best: &mut [f32], at: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    let done = if (stride == 1 || stride == 2) && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only feature the function needs.
+        unsafe { max_tap_avx2(xp, start, stride, best, at) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for k in done..best.len() {
+        let q = start + k * stride;
+        if replaces(xp[q], best[k]) {
+            best[k] = xp[q];
+            at[k] = q as u32;
+        }
+    }
+}
+
+/// [x0, x2, x4 … x14] and [x1, x3 … x15] of sixteen consecutive values `lo`, `hi`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn even_odd(lo: std::arch::x86_64::__m256, hi: std::arch::x86_64::__m256) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi))));
+    let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi))));
+    (even, odd)
+}
+
+/// Which lanes of `v` replace `best`: larger, or NaN where `best` is not (see `replaces`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn replacing(v: std::arch::x86_64::__m256, best: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+    let nan_first = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(best, best), _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+    _mm256_or_ps(greater, nan_first)
+}
+
+/// [`max_tap`] at stride 1 or 2, eight outputs at a time while their inputs lie inside the
+/// plane; returns how many outputs it folded.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn max_tap_avx2(xp: &[f32], start: usize, stride: usize, best: &mut [f32], at: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride as i32));
+    let mut k = 0;
+    while k + 8 <= best.len() && start + (k + 8) * stride <= xp.len() {
+        let q = start + k * stride;
+        // SAFETY: 8 · stride values from `q` lie inside `xp` (the loop's condition), eight
+        // outputs from `k` inside `best` and `at`; unaligned loads and stores.
+        unsafe {
+            let v = if stride == 1 {
+                _mm256_loadu_ps(xp.as_ptr().add(q))
+            } else {
+                even_odd(_mm256_loadu_ps(xp.as_ptr().add(q)), _mm256_loadu_ps(xp.as_ptr().add(q + 8))).0
+            };
+            let b = _mm256_loadu_ps(best.as_ptr().add(k));
+            let a = _mm256_loadu_si256(at.as_ptr().add(k).cast());
+            let take = replacing(v, b);
+            let positions = _mm256_add_epi32(_mm256_set1_epi32(q as i32), lanes);
+            _mm256_storeu_ps(best.as_mut_ptr().add(k), _mm256_blendv_ps(b, v, take));
+            let a = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(positions), take));
+            _mm256_storeu_si256(at.as_mut_ptr().add(k).cast(), a);
+        }
+        k += 8;
+    }
+    k
 }
 
 /// 2×2 windows of one plane, the same scan order as the general loop (row by row, left to
@@ -155,13 +158,10 @@ fn pool_plane_2x2(xp: &[f32], width: usize, out_height: usize, out_width: usize,
 fn pool_row_2x2_avx2(r0: &[f32], r1: &[f32], top: u32, width: u32, yr: &mut [f32], ar: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
     let eights = yr.len() / 8;
-    // [x0, x2, x4 … x14] and [x1, x3 … x15] from sixteen consecutive values.
     let split = |p: &[f32]| {
         // SAFETY: `p` holds sixteen f32; unaligned loads.
         let (lo, hi) = unsafe { (_mm256_loadu_ps(p.as_ptr()), _mm256_loadu_ps(p.as_ptr().add(8))) };
-        let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi))));
-        let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi))));
-        (even, odd)
+        even_odd(lo, hi)
     };
     let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     for e in 0..eights {
@@ -170,10 +170,7 @@ fn pool_row_2x2_avx2(r0: &[f32], r1: &[f32], top: u32, width: u32, yr: &mut [f32
         let first = _mm256_add_epi32(_mm256_set1_epi32((top + 16 * e as u32) as i32), lanes);
         let (mut best, mut at) = (a, first);
         for (v, offset) in [(b, 1), (c, width as i32), (d, width as i32 + 1)] {
-            // v > best, or v is NaN and best is not (see `replaces`).
-            let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
-            let nan_first = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(best, best), _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-            let take = _mm256_or_ps(greater, nan_first);
+            let take = replacing(v, best);
             best = _mm256_blendv_ps(best, v, take);
             at = _mm256_castps_si256(_mm256_blendv_ps(
                 _mm256_castsi256_ps(at),
@@ -231,7 +228,8 @@ mod tests {
     /// ties) with NaNs and infinities: non-overlapping windows on odd sizes and rows of more than
     /// eight windows (the vector path), and overlapping, padded and ceil-mode windows (ResNet's
     /// 3 × 3 / 2 with padding 1, BN-Inception's 3 × 3 / 2 in ceil mode and 3 × 3 / 1 with
-    /// padding 1): the maxima, their first positions, and gradients summed where they land.
+    /// padding 1), rows long enough for the vector path included: the maxima, their first
+    /// positions, and gradients summed where they land.
     #[test]
     fn agrees_with_the_definition_on_ties_nans_and_odd_sizes() {
         let special = [f32::NAN, f32::NEG_INFINITY, f32::INFINITY];
@@ -251,6 +249,10 @@ mod tests {
             pool(6, 5, [3, 3], [1, 1], [1, 1], false),
             pool(5, 36, [2, 2], [2, 2], [0, 0], true),
             pool(7, 6, [3, 2], [1, 2], [1, 1], false),
+            // Rows of eight outputs or more at stride 1 and 2 (the vector path of the taps).
+            pool(6, 21, [3, 3], [1, 1], [1, 1], false),
+            pool(9, 40, [3, 3], [2, 2], [1, 1], false),
+            pool(8, 37, [3, 3], [2, 2], [0, 0], true),
         ];
         for (t, s) in shapes.into_iter().enumerate() {
             let (planes, height, width) = (s.planes, s.height, s.width);
@@ -290,23 +292,5 @@ mod tests {
             }
             assert_eq!(gx, expected, "{s:?}");
         }
-    }
-
-    /// Output sizes as PyTorch computes them, on the networks' own layers.
-    #[test]
-    fn output_sizes_follow_pytorch() {
-        let size = |h, window, stride, padding, ceil_mode| PoolShape { planes: 1, height: h, width: h, window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.out_height();
-        // ResNet's stem pool: 3 × 3 / 2, padding 1.
-        assert_eq!(size(112, 3, 2, 1, false), 56);
-        assert_eq!(size(7, 3, 2, 1, false), 4);
-        // BN-Inception's 3 × 3 / 2 in ceil mode: 112 → 56 → 28 → 14 → 7.
-        assert_eq!([112, 56, 28, 14].map(|h| size(h, 3, 2, 0, true)), [56, 28, 14, 7]);
-        assert_eq!(size(8, 3, 2, 0, false), 3);
-        assert_eq!(size(8, 3, 2, 0, true), 4);
-        // A last window that would start in the trailing padding is dropped: 5 + 2·1 padded, 2 / 2.
-        assert_eq!(size(5, 2, 2, 1, true), 3);
-        assert_eq!(size(5, 2, 2, 1, false), 3);
-        assert_eq!(size(6, 2, 2, 1, true), 4);
-        assert_eq!(size(1, 2, 2, 0, false), 0);
     }
 }

@@ -1,18 +1,22 @@
 //! Hand-written kernels where Burn's generic operations are too slow.
 
+pub mod avg_pool;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod depthwise;
+mod host_avg_pool;
 mod host_batch_norm;
 mod host_conv;
 mod host_depthwise;
 mod host_max_pool;
 pub mod max_pool;
+pub mod pooling;
 mod simd;
 
 use std::mem::MaybeUninit;
 
 pub use batch_norm::Clamp;
+pub use host_avg_pool::{AvgPooling, HostAvgPool, avg_pool, avg_pool2d as host_avg_pool2d};
 pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp};
 pub use host_conv::{HostConv, conv2d as host_conv2d};
 pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};

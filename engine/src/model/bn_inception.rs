@@ -191,7 +191,7 @@ impl Inception {
                 .forward(self.double_a.forward(self.double_reduce.forward(x.clone()))),
         );
         let pooled = match (&self.average, &self.max) {
-            (Some(avg), _) => avg.forward(x),
+            (Some(avg), _) => kernels::avg_pool(avg, x),
             (None, Some(max)) => kernels::max_pool(max, x),
             (None, None) => unreachable!("every inception module has a pool branch"),
         };

@@ -1,0 +1,112 @@
+//! The geometry of a 2-D pooling over NCHW planes, shared by max and average pooling: window,
+//! stride, symmetric padding, and PyTorch's output sizes in floor and ceil mode.
+
+use super::conv2d::columns_inside;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    /// `batch × channels` planes.
+    pub planes: usize,
+    pub height: usize,
+    pub width: usize,
+    pub window: [usize; 2],
+    pub stride: [usize; 2],
+    /// Rows above and below, columns left and right.
+    pub padding: [usize; 2],
+    /// Output size rounded up (PyTorch's `ceil_mode`): a last, partial window is kept when it
+    /// starts inside the image or its leading padding.
+    pub ceil_mode: bool,
+}
+
+impl PoolShape {
+    /// Non-overlapping windows (stride = window), no padding, floor mode.
+    pub fn tiled(planes: usize, height: usize, width: usize, window: [usize; 2]) -> Self {
+        PoolShape { planes, height, width, window, stride: window, padding: [0, 0], ceil_mode: false }
+    }
+
+    pub fn out_height(&self) -> usize {
+        out_size(self.height, self.window[0], self.stride[0], self.padding[0], self.ceil_mode)
+    }
+
+    pub fn out_width(&self) -> usize {
+        out_size(self.width, self.window[1], self.stride[1], self.padding[1], self.ceil_mode)
+    }
+
+    pub(super) fn out_plane(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// The input rows (or columns, `axis` 1) of output row (column) `o`'s window.
+    pub(super) fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
+        let size = [self.height, self.width][axis];
+        let start = (o * self.stride[axis]).saturating_sub(self.padding[axis]);
+        let end = (o * self.stride[axis] + self.window[axis]).saturating_sub(self.padding[axis]).min(size);
+        start..end.max(start)
+    }
+
+    /// Of output row `o`'s window along `axis` (0 rows, 1 columns), how many positions lie in
+    /// the image or its padding: PyTorch's average-pool divisor with `count_include_pad`, where
+    /// a ceil-mode window hanging past the trailing padding counts only up to it.
+    pub(super) fn padded_len(&self, axis: usize, o: usize) -> usize {
+        let size = [self.height, self.width][axis];
+        (size + 2 * self.padding[axis] - o * self.stride[axis]).min(self.window[axis])
+    }
+
+    /// For each window column `j`, the output columns whose window column `j` lands inside the
+    /// image.
+    pub(super) fn window_columns(&self) -> Vec<(usize, usize)> {
+        (0..self.window[1]).map(|j| columns_inside(self.width, self.stride[1], self.padding[1], self.out_width(), j)).collect()
+    }
+
+    /// For output row `oy` of a plane: calls `visit(start, first, last)` for every window row and
+    /// column, in the window's row-major order, where outputs `first..last` of the row (those whose
+    /// window column lies inside the image) read inputs `start`, `start + stride`, … of the plane.
+    /// `columns` is [`Self::window_columns`]. The outputs of a row advance together, one tap at a
+    /// time, instead of each running through its window alone.
+    pub(super) fn for_window_taps(&self, oy: usize, columns: &[(usize, usize)], mut visit: impl FnMut(usize, usize, usize)) {
+        for row in self.span(0, oy) {
+            for (j, &(first, last)) in columns.iter().enumerate() {
+                if first < last {
+                    visit(row * self.width + first * self.stride[1] + j - self.padding[1], first, last);
+                }
+            }
+        }
+    }
+}
+
+/// PyTorch's pooled size: windows of `window` at `stride` over `size` values padded by `padding`
+/// on both sides; in ceil mode a last window that would start in the trailing padding is dropped.
+fn out_size(size: usize, window: usize, stride: usize, padding: usize, ceil_mode: bool) -> usize {
+    let padded = size + 2 * padding;
+    if padded < window {
+        return 0;
+    }
+    if !ceil_mode {
+        return (padded - window) / stride + 1;
+    }
+    let out = (padded - window).div_ceil(stride) + 1;
+    if (out - 1) * stride >= size + padding { out - 1 } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Output sizes as PyTorch computes them, on the networks' own layers.
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        let size = |h, window, stride, padding, ceil_mode| PoolShape { planes: 1, height: h, width: h, window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.out_height();
+        // ResNet's stem pool: 3 × 3 / 2, padding 1.
+        assert_eq!(size(112, 3, 2, 1, false), 56);
+        assert_eq!(size(7, 3, 2, 1, false), 4);
+        // BN-Inception's 3 × 3 / 2 in ceil mode: 112 → 56 → 28 → 14 → 7.
+        assert_eq!([112, 56, 28, 14].map(|h| size(h, 3, 2, 0, true)), [56, 28, 14, 7]);
+        assert_eq!(size(8, 3, 2, 0, false), 3);
+        assert_eq!(size(8, 3, 2, 0, true), 4);
+        // A last window that would start in the trailing padding is dropped: 5 + 2·1 padded, 2 / 2.
+        assert_eq!(size(5, 2, 2, 1, true), 3);
+        assert_eq!(size(5, 2, 2, 1, false), 3);
+        assert_eq!(size(6, 2, 2, 1, true), 4);
+        assert_eq!(size(1, 2, 2, 0, false), 0);
+    }
+}
