@@ -2,9 +2,6 @@
 //! ceil output size, and either of PyTorch's divisors (`count_include_pad`: the window's positions
 //! in the image and its padding, or only those in the image); the backward pass spreads each
 //! output's gradient evenly over its window.
-//!
-//! Sums run in the window's row-major order from zero, as Burn's generic pooling adds them, so
-//! the forward pass gives the same bits as Burn's.
 
 use super::par_filled;
 use super::pooling::PoolShape;
