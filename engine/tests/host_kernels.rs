@@ -8,7 +8,8 @@ use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
 use dml_engine::burn::tensor::activation::{relu, relu6};
 use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::{AvgPooling, Clamp, MaxPooling, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
+use dml_engine::kernels::pooling::Pooling;
+use dml_engine::kernels::{Clamp, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
 use dml_engine::burn::nn::PaddingConfig2d;
 use dml_engine::burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
 
@@ -224,11 +225,11 @@ fn max_pool_matches_burn_max_pool() {
     ];
     for (name, config) in pools {
         let pool = config.init();
-        assert!(MaxPooling::of(&pool).is_some(), "{name}: the host kernel covers it");
+        assert!(Pooling::of_max_pool(&pool).is_some(), "{name}: the host kernel covers it");
         compare_pooling(name, |x| max_pool(&pool, x), |x| pool.forward(x));
     }
     let same = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).with_padding(PaddingConfig2d::Same).init();
-    assert!(MaxPooling::of(&same).is_none(), "asymmetric padding stays with Burn's pooling");
+    assert!(Pooling::of_max_pool(&same).is_none(), "asymmetric padding stays with Burn's pooling");
 }
 
 #[test]
@@ -244,7 +245,7 @@ fn avg_pool_matches_burn_avg_pool() {
     ];
     for (name, config) in pools {
         let pool = config.init();
-        assert!(AvgPooling::of(&pool).is_some(), "{name}: the host kernel covers it");
+        assert!(Pooling::of_avg_pool(&pool).is_some(), "{name}: the host kernel covers it");
         compare_pooling(name, |x| avg_pool(&pool, x), |x| pool.forward(x));
     }
 }

@@ -371,6 +371,19 @@ fn row_blocks(out_height: usize, rows: usize) -> impl Iterator<Item = Range<usiz
     (0..out_height.div_ceil(rows)).map(move |b| b * rows..((b + 1) * rows).min(out_height))
 }
 
+/// The im2col matrix of the output rows `rows` of `image` and the distance between its rows: a
+/// pointwise convolution's is the image itself, its rows `positions` apart; others are built in
+/// `col`.
+fn block_columns<'a>(g: &ConvGeometry, image: &'a [f32], rows: Range<usize>, col: &'a mut [f32]) -> (&'a [f32], usize) {
+    let ow = g.out_width();
+    if g.is_pointwise() {
+        return (&image[rows.start * ow..], g.positions());
+    }
+    let block = rows.len() * ow;
+    im2col(g, image, rows, &mut col[..g.patch() * block]);
+    (&col[..g.patch() * block], block)
+}
+
 /// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     forward_in_blocks(g, g.rows_per_block(), x, weight, bias)
@@ -386,13 +399,7 @@ fn forward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight:
         with_scratch([col_len, 0], |col, _| {
             for rows in row_blocks(g.out_height(), rows_per_block) {
                 let (start, block) = (rows.start * ow, rows.len() * ow);
-                // A pointwise convolution's im2col matrix is the image, its rows `positions` apart.
-                let (col, col_rs): (&[f32], usize) = if g.is_pointwise() {
-                    (&image[start..], positions)
-                } else {
-                    im2col(g, image, rows, &mut col[..patch * block]);
-                    (&col[..patch * block], block)
-                };
+                let (col, col_rs) = block_columns(g, image, rows, col);
                 // y[:, block] (co × block) = W (co × patch) · col (patch × block)
                 matmul_uninit(g.channels_out, block, patch, &mut y_img[start..], positions, weight, (patch, 1), col, (col_rs, 1));
             }
@@ -437,12 +444,7 @@ fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight
                 let mut gx_img = gx_chunk.as_deref_mut().map(|gx_chunk| zeroed(&mut gx_chunk[k * g.image_len()..][..g.image_len()]));
                 for rows in row_blocks(g.out_height(), rows_per_block) {
                     let (start, block) = (rows.start * ow, rows.len() * ow);
-                    let (col, col_rs): (&[f32], usize) = if g.is_pointwise() {
-                        (&image[start..], positions)
-                    } else {
-                        im2col(g, image, rows.clone(), &mut col[..patch * block]);
-                        (&col[..patch * block], block)
-                    };
+                    let (col, col_rs) = block_columns(g, image, rows.clone(), col);
                     // gW (co × patch) += gy[:, block] (co × block) · colᵀ (block × patch)
                     matmul(g.channels_out, patch, block, &mut gw, patch, k > 0 || start > 0, &gy_img[start..], (positions, 1), col, (1, col_rs));
                     let Some(gx_img) = gx_img.as_deref_mut() else { continue };

@@ -16,11 +16,11 @@ mod simd;
 use std::mem::MaybeUninit;
 
 pub use batch_norm::Clamp;
-pub use host_avg_pool::{AvgPooling, HostAvgPool, avg_pool, avg_pool2d as host_avg_pool2d};
+pub use host_avg_pool::{HostAvgPool, avg_pool, avg_pool2d as host_avg_pool2d};
 pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp};
 pub use host_conv::{HostConv, conv2d as host_conv2d};
 pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};
-pub use host_max_pool::{HostMaxPool, MaxPooling, max_pool, max_pool2d as host_max_pool2d};
+pub use host_max_pool::{HostMaxPool, max_pool, max_pool2d as host_max_pool2d};
 
 /// A `len`-long vector written in parallel, `chunk` values at a time, by `fill(index, chunk)`,
 /// with no zeroing pass first: a multi-megabyte `vec![0.0; len]` costs a pass over memory on

@@ -18,6 +18,25 @@ pub struct PoolShape {
     pub ceil_mode: bool,
 }
 
+/// A pooling's windows, apart from the input's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pooling {
+    pub window: [usize; 2],
+    pub stride: [usize; 2],
+    /// Rows above and below, columns left and right.
+    pub padding: [usize; 2],
+    /// See [`PoolShape::ceil_mode`].
+    pub ceil_mode: bool,
+}
+
+impl Pooling {
+    /// These windows over `planes` planes of `height × width`.
+    pub fn over(&self, planes: usize, height: usize, width: usize) -> PoolShape {
+        let Pooling { window, stride, padding, ceil_mode } = *self;
+        PoolShape { planes, height, width, window, stride, padding, ceil_mode }
+    }
+}
+
 impl PoolShape {
     /// Non-overlapping windows (stride = window), no padding, floor mode.
     pub fn tiled(planes: usize, height: usize, width: usize, window: [usize; 2]) -> Self {
