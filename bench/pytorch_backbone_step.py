@@ -8,16 +8,16 @@ Adam lr 1e-3, weight decay 5e-4. Prints the median step time over `steps` steps 
 steps.
 Usage: pytorch_backbone_step.py STEPS SIZE BATCH [resnet18|resnet50|bn-inception]
 """
-import importlib.util
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
+
+from published_layout_check import bninception_module
 
 
 def conv_bn(i, o, k, s):
@@ -69,12 +69,7 @@ class ResNet(nn.Module):
 class BnInception(nn.Module):
     def __init__(self, dim=512):
         super().__init__()
-        # The package's __init__ imports torchvision (not installed here); load the one file.
-        root = Path(importlib.util.find_spec("pretrainedmodels").submodule_search_locations[0])
-        spec = importlib.util.spec_from_file_location("bninception", root / "models" / "bninception.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self.net = module.BNInception(num_classes=1000)
+        self.net = bninception_module().BNInception(num_classes=1000)
         self.embed = nn.Linear(1024, dim)
 
     def forward(self, x):
