@@ -12,7 +12,7 @@ use std::time::Instant;
 use dml_engine::kernels::batch_norm::{self, BnShape, Clamp};
 use dml_engine::kernels::conv2d::{self, ConvGeometry};
 use dml_engine::kernels::max_pool;
-use dml_engine::kernels::pooling::PoolShape;
+use dml_engine::kernels::pooling::Pooling;
 
 /// Values in (−0.5, 0.5), different per seed; any spread of signs and magnitudes does for timing.
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -69,7 +69,7 @@ fn resnet18_convolutions(reps: usize) {
     }
     println!("all convolutions of a step: {total:.0} ms");
     // The stem's max pool: 3 × 3 / 2 with padding 1, overlapping windows.
-    let p = PoolShape { planes: batch * 64, height: 112, width: 112, window: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false };
+    let p = Pooling { window: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false }.over(batch * 64, 112, 112);
     let x = values(p.planes * 112 * 112, 70);
     let (_, arg) = max_pool::forward(&p, &x);
     let gy = values(p.planes * p.out_height() * p.out_width(), 71);
@@ -105,7 +105,7 @@ fn main() {
         let bn_bwd = median_ms(reps, || drop(batch_norm::backward(&s, &gy, &gamma, &beta, &stats, 1e-5, Clamp::RELU, false, &gz)));
         let mut pool = (0.0, 0.0);
         if l == 1 || l == 3 {
-            let p = PoolShape::tiled(batch * co, size, size, [2, 2]);
+            let p = Pooling::tiled([2, 2]).over(batch * co, size, size);
             let (_, arg) = max_pool::forward(&p, &gy);
             let gp = values(batch * co * size * size / 4, 50);
             pool = (median_ms(reps, || drop(max_pool::forward(&p, &gy))), median_ms(reps, || drop(max_pool::backward(&p, &arg, &gp))));

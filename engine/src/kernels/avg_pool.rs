@@ -24,12 +24,12 @@ pub fn forward(s: &PoolShape, count_include_pad: bool, x: &[f32]) -> Vec<f32> {
         for (oy, yr) in yp.chunks_exact_mut(ow.max(1)).enumerate() {
             s.for_window_taps(oy, &columns, |start, first, last| {
                 let outputs = &mut yr[first..last];
-                if s.stride[1] == 1 {
+                if s.pooling.stride[1] == 1 {
                     for (y, &v) in outputs.iter_mut().zip(&xp[start..]) {
                         *y += v;
                     }
                 } else {
-                    for (y, &v) in outputs.iter_mut().zip(xp[start..].iter().step_by(s.stride[1])) {
+                    for (y, &v) in outputs.iter_mut().zip(xp[start..].iter().step_by(s.pooling.stride[1])) {
                         *y += v;
                     }
                 }
@@ -54,12 +54,12 @@ pub fn backward(s: &PoolShape, count_include_pad: bool, gy: &[f32]) -> Vec<f32> 
             }
             s.for_window_taps(oy, &columns, |start, first, last| {
                 let shares = &share[first..last];
-                if s.stride[1] == 1 {
+                if s.pooling.stride[1] == 1 {
                     for (x, &v) in gp[start..].iter_mut().zip(shares) {
                         *x += v;
                     }
                 } else {
-                    for (x, &v) in gp[start..].iter_mut().step_by(s.stride[1]).zip(shares) {
+                    for (x, &v) in gp[start..].iter_mut().step_by(s.pooling.stride[1]).zip(shares) {
                         *x += v;
                     }
                 }
@@ -71,19 +71,20 @@ pub fn backward(s: &PoolShape, count_include_pad: bool, gy: &[f32]) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::pooling::Pooling;
 
     /// PyTorch's average pooling written from its definition in float64: the sum over the
     /// window's positions inside the image, divided by the count of positions in the padded
     /// image (up to the end of the trailing padding) or inside the image.
     fn reference(s: &PoolShape, count_include_pad: bool, x: &[f32]) -> Vec<f64> {
         let (h, w) = (s.height as isize, s.width as isize);
-        let [ph, pw] = s.padding.map(|p| p as isize);
+        let [ph, pw] = s.pooling.padding.map(|p| p as isize);
         let mut y = Vec::new();
         for p in 0..s.planes {
             for oy in 0..s.out_height() as isize {
                 for ox in 0..s.out_width() as isize {
-                    let (y0, x0) = (oy * s.stride[0] as isize - ph, ox * s.stride[1] as isize - pw);
-                    let (y1, x1) = ((y0 + s.window[0] as isize).min(h + ph), (x0 + s.window[1] as isize).min(w + pw));
+                    let (y0, x0) = (oy * s.pooling.stride[0] as isize - ph, ox * s.pooling.stride[1] as isize - pw);
+                    let (y1, x1) = ((y0 + s.pooling.window[0] as isize).min(h + ph), (x0 + s.pooling.window[1] as isize).min(w + pw));
                     let (mut sum, mut inside) = (0.0f64, 0usize);
                     for r in y0.max(0)..y1.min(h) {
                         for c in x0.max(0)..x1.min(w) {
@@ -100,7 +101,7 @@ mod tests {
     }
 
     fn shapes() -> Vec<PoolShape> {
-        let pool = |h, w, window, stride, padding, ceil_mode| PoolShape { planes: 3, height: h, width: w, window, stride, padding, ceil_mode };
+        let pool = |h, w, window, stride, padding, ceil_mode| Pooling { window, stride, padding, ceil_mode }.over(3, h, w);
         vec![
             // BN-Inception's pool branch: 3 × 3 / 1, padding 1.
             pool(7, 7, [3, 3], [1, 1], [1, 1], false),

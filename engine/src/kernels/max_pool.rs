@@ -9,7 +9,7 @@ use super::pooling::PoolShape;
 
 /// 2 × 2 windows at stride 2 over whole windows only: the vectorised path.
 fn is_tiled_2x2(s: &PoolShape) -> bool {
-    s.window == [2, 2] && s.stride == [2, 2] && s.padding == [0, 0] && s.out_height() == s.height / 2 && s.out_width() == s.width / 2
+    s.pooling.window == [2, 2] && s.pooling.stride == [2, 2] && s.pooling.padding == [0, 0] && s.out_height() == s.height / 2 && s.out_width() == s.width / 2
 }
 
 /// Whether `v` replaces `best` as the window's maximum: larger, or the first NaN (a max that
@@ -42,7 +42,7 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
             for (a, columns) in ar.iter_mut().zip(&column_spans) {
                 *a = (rows.start * s.width + columns.start) as u32;
             }
-            s.for_window_taps(oy, &columns, |start, first, last| max_tap(xp, start, s.stride[1], &mut yr[first..last], &mut ar[first..last]));
+            s.for_window_taps(oy, &columns, |start, first, last| max_tap(xp, start, s.pooling.stride[1], &mut yr[first..last], &mut ar[first..last]));
         }
     });
     (y, arg)
@@ -200,6 +200,7 @@ pub fn backward(s: &PoolShape, arg: &[u32], gy: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::pooling::Pooling;
 
     #[test]
     fn pools_windows_and_routes_gradients_to_the_maxima() {
@@ -211,7 +212,7 @@ mod tests {
             0.0, -1.0, 6.0, 6.0, 9.0,
             -2.0, -3.0, 6.0, 0.5, 9.0,
         ];
-        let s = PoolShape::tiled(1, 4, 5, [2, 2]);
+        let s = Pooling::tiled([2, 2]).over(1, 4, 5);
         let (y, arg) = forward(&s, &x);
         assert_eq!(y, vec![5.0, 7.0, 0.0, 6.0]);
         assert_eq!(arg, vec![1, 7, 10, 12]); // ties go to the first maximum
@@ -233,8 +234,8 @@ mod tests {
     #[test]
     fn agrees_with_the_definition_on_ties_nans_and_odd_sizes() {
         let special = [f32::NAN, f32::NEG_INFINITY, f32::INFINITY];
-        let tiled = |h, w, window| PoolShape::tiled(3, h, w, window);
-        let pool = |h, w, window, stride, padding, ceil_mode| PoolShape { planes: 3, height: h, width: w, window, stride, padding, ceil_mode };
+        let tiled = |h, w, window| Pooling::tiled(window).over(3, h, w);
+        let pool = |h, w, window, stride, padding, ceil_mode| Pooling { window, stride, padding, ceil_mode }.over(3, h, w);
         let shapes = [
             tiled(6, 8, [2, 2]),
             tiled(7, 9, [2, 2]),
@@ -267,9 +268,9 @@ mod tests {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         // Window offsets (i, j) in scan order, at padded coordinates, kept where inside the plane.
-                        let window_positions = (0..s.window[0]).flat_map(|i| (0..s.window[1]).map(move |j| (i, j))).filter_map(|(i, j)| {
-                            let row = (oy * s.stride[0] + i).checked_sub(s.padding[0]).filter(|&r| r < height)?;
-                            let column = (ox * s.stride[1] + j).checked_sub(s.padding[1]).filter(|&c| c < width)?;
+                        let window_positions = (0..s.pooling.window[0]).flat_map(|i| (0..s.pooling.window[1]).map(move |j| (i, j))).filter_map(|(i, j)| {
+                            let row = (oy * s.pooling.stride[0] + i).checked_sub(s.pooling.padding[0]).filter(|&r| r < height)?;
+                            let column = (ox * s.pooling.stride[1] + j).checked_sub(s.pooling.padding[1]).filter(|&c| c < width)?;
                             Some(row * width + column)
                         });
                         let values: Vec<(usize, f32)> = window_positions.map(|q| (q, x[p * height * width + q])).collect();

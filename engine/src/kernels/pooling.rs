@@ -3,12 +3,9 @@
 
 use super::conv2d::columns_inside;
 
+/// A pooling's windows, apart from the input's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolShape {
-    /// `batch × channels` planes.
-    pub planes: usize,
-    pub height: usize,
-    pub width: usize,
+pub struct Pooling {
     pub window: [usize; 2],
     pub stride: [usize; 2],
     /// Rows above and below, columns left and right.
@@ -18,37 +15,37 @@ pub struct PoolShape {
     pub ceil_mode: bool,
 }
 
-/// A pooling's windows, apart from the input's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pooling {
-    pub window: [usize; 2],
-    pub stride: [usize; 2],
-    /// Rows above and below, columns left and right.
-    pub padding: [usize; 2],
-    /// See [`PoolShape::ceil_mode`].
-    pub ceil_mode: bool,
+impl Pooling {
+    /// Non-overlapping windows (stride = window), no padding, floor mode.
+    pub fn tiled(window: [usize; 2]) -> Self {
+        Pooling { window, stride: window, padding: [0, 0], ceil_mode: false }
+    }
+
+    /// These windows over `planes` planes of `height × width`.
+    pub fn over(self, planes: usize, height: usize, width: usize) -> PoolShape {
+        PoolShape { planes, height, width, pooling: self }
+    }
 }
 
-impl Pooling {
-    /// These windows over `planes` planes of `height × width`.
-    pub fn over(&self, planes: usize, height: usize, width: usize) -> PoolShape {
-        let Pooling { window, stride, padding, ceil_mode } = *self;
-        PoolShape { planes, height, width, window, stride, padding, ceil_mode }
-    }
+/// A pooling applied to `planes` input planes of `height × width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    /// `batch × channels` planes.
+    pub planes: usize,
+    pub height: usize,
+    pub width: usize,
+    pub pooling: Pooling,
 }
 
 impl PoolShape {
-    /// Non-overlapping windows (stride = window), no padding, floor mode.
-    pub fn tiled(planes: usize, height: usize, width: usize, window: [usize; 2]) -> Self {
-        PoolShape { planes, height, width, window, stride: window, padding: [0, 0], ceil_mode: false }
-    }
-
     pub fn out_height(&self) -> usize {
-        out_size(self.height, self.window[0], self.stride[0], self.padding[0], self.ceil_mode)
+        let p = &self.pooling;
+        out_size(self.height, p.window[0], p.stride[0], p.padding[0], p.ceil_mode)
     }
 
     pub fn out_width(&self) -> usize {
-        out_size(self.width, self.window[1], self.stride[1], self.padding[1], self.ceil_mode)
+        let p = &self.pooling;
+        out_size(self.width, p.window[1], p.stride[1], p.padding[1], p.ceil_mode)
     }
 
     pub(super) fn out_plane(&self) -> usize {
@@ -58,8 +55,8 @@ impl PoolShape {
     /// The input rows (or columns, `axis` 1) of output row (column) `o`'s window.
     pub(super) fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
         let size = [self.height, self.width][axis];
-        let start = (o * self.stride[axis]).saturating_sub(self.padding[axis]);
-        let end = (o * self.stride[axis] + self.window[axis]).saturating_sub(self.padding[axis]).min(size);
+        let start = (o * self.pooling.stride[axis]).saturating_sub(self.pooling.padding[axis]);
+        let end = (o * self.pooling.stride[axis] + self.pooling.window[axis]).saturating_sub(self.pooling.padding[axis]).min(size);
         start..end.max(start)
     }
 
@@ -68,13 +65,13 @@ impl PoolShape {
     /// a ceil-mode window hanging past the trailing padding counts only up to it.
     pub(super) fn padded_len(&self, axis: usize, o: usize) -> usize {
         let size = [self.height, self.width][axis];
-        (size + 2 * self.padding[axis] - o * self.stride[axis]).min(self.window[axis])
+        (size + 2 * self.pooling.padding[axis] - o * self.pooling.stride[axis]).min(self.pooling.window[axis])
     }
 
     /// For each window column `j`, the output columns whose window column `j` lands inside the
     /// image.
     pub(super) fn window_columns(&self) -> Vec<(usize, usize)> {
-        (0..self.window[1]).map(|j| columns_inside(self.width, self.stride[1], self.padding[1], self.out_width(), j)).collect()
+        (0..self.pooling.window[1]).map(|j| columns_inside(self.width, self.pooling.stride[1], self.pooling.padding[1], self.out_width(), j)).collect()
     }
 
     /// For output row `oy` of a plane: calls `visit(start, first, last)` for every window row and
@@ -86,7 +83,7 @@ impl PoolShape {
         for row in self.span(0, oy) {
             for (j, &(first, last)) in columns.iter().enumerate() {
                 if first < last {
-                    visit(row * self.width + first * self.stride[1] + j - self.padding[1], first, last);
+                    visit(row * self.width + first * self.pooling.stride[1] + j - self.pooling.padding[1], first, last);
                 }
             }
         }
@@ -114,7 +111,7 @@ mod tests {
     /// Output sizes as PyTorch computes them, on the networks' own layers.
     #[test]
     fn output_sizes_follow_pytorch() {
-        let size = |h, window, stride, padding, ceil_mode| PoolShape { planes: 1, height: h, width: h, window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.out_height();
+        let size = |h, window, stride, padding, ceil_mode| Pooling { window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.over(1, h, h).out_height();
         // ResNet's stem pool: 3 × 3 / 2, padding 1.
         assert_eq!(size(112, 3, 2, 1, false), 56);
         assert_eq!(size(7, 3, 2, 1, false), 4);
