@@ -5,19 +5,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::assets::asset;
 use common::{assert_error, dml, scratch};
 use dml_engine::image::{Rgba, RgbaImage};
-
-fn asset(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DML_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dml_engine::data::cache_dir().join("test-assets"));
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run scripts/fetch-test-assets", path.display());
-    path
-}
 
 fn lite0() -> String {
     asset("efficientnet-lite0-57934424.pth").to_string_lossy().into_owned()
@@ -67,7 +59,7 @@ fn tree(root: &Path) {
             let path = root.join(format!("c{class}")).join(format!("{item}.png"));
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             RgbaImage::from_fn(40, 40, |x, y| {
-                let on = (x / (2 + class as u32) + y) % 2 == 0;
+                let on = (x / (2 + class as u32) + y).is_multiple_of(2);
                 Rgba([60 * class, if on { 200 } else { 20 }, 10 * item, if x < 4 { 0 } else { 255 }])
             })
             .save(path)

@@ -6,9 +6,13 @@
 //! The weights and photos are fetched, not committed: `scripts/fetch-test-assets` puts them in
 //! `$DML_ASSETS` (default `~/.cache/dml/test-assets`); `scripts/test` runs it first.
 
+#[path = "../../tests/common/assets.rs"]
+mod assets;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use assets::asset;
 use dml_engine::burn::store::ModuleSnapshot;
 use dml_engine::burn::tensor::{Device, Tensor, TensorData};
 use dml_engine::data::InputFormat;
@@ -17,19 +21,6 @@ use dml_engine::train::AugmentConfig;
 use dml_engine::weights::WeightFile;
 
 const LITE0: &str = "efficientnet-lite0-57934424.pth";
-
-fn asset(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DML_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dml_engine::data::cache_dir().join("test-assets"));
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-test-assets (it downloads the test weights and photos)",
-        path.display()
-    );
-    path
-}
 
 fn logits(model: &Classifier, pixels: Vec<f32>, shape: [usize; 4]) -> Vec<f32> {
     let x = Tensor::<4>::from_data(TensorData::new(pixels, shape), &Device::flex());
@@ -91,7 +82,7 @@ fn efficientnet_lite0_classifies_real_photos_and_matches_a_float64_reference() {
     assert_eq!((reference.rows, reference.cols), (4, 1000));
     let mut worst = 0.0f64;
     for (a, b) in ours.iter().zip(&reference.data) {
-        worst = worst.max((*a as f64 - *b as f64).abs());
+        worst = worst.max((*a as f64 - *b).abs());
     }
     assert!(worst < 1e-3, "logits differ from the float64 reference by up to {worst}");
     for ((name, class), row) in photos.iter().zip(reference.data.chunks(1000)) {
@@ -171,7 +162,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
         );
     }
     let mut json = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();

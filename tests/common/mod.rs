@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod assets;
 pub mod mat;
 
 use std::fs;
