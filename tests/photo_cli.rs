@@ -21,8 +21,8 @@ fn photo(path: &Path, class: u32, item: u32) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     let period = 3 + class % 4;
     let image = RgbImage::from_fn(48, 36, |x, y| {
-        let along = if class % 2 == 0 { x } else { y };
-        let on = (along / period) % 2 == 0;
+        let along = if class.is_multiple_of(2) { x } else { y };
+        let on = (along / period).is_multiple_of(2);
         let noise = ((x * 7 + y * 13 + item * 31) % 23) as u8;
         let base = [
             (40 * class) as u8,

@@ -25,16 +25,16 @@ pub fn ui(ui: &mut egui::Ui, run: &RunData) {
     Plot::new("retrieval").height(height).legend(Legend::default()).x_axis_label("iteration").include_y(0.0).include_y(1.0).show(
         ui,
         |plot| {
-            let ks: Vec<usize> = evaluations.first().map(|(_, r, _, _)| r.iter().map(|(k, _)| *k).collect()).unwrap_or_default();
+            let ks: Vec<usize> = evaluations.first().map(|e| e.recalls.iter().map(|(k, _)| *k).collect()).unwrap_or_default();
             for (c, k) in ks.iter().enumerate() {
                 let series: Vec<[f64; 2]> = evaluations
                     .iter()
-                    .filter_map(|(it, r, _, _)| r.iter().find(|(kk, _)| kk == k).map(|(_, v)| [*it as f64, *v]))
+                    .filter_map(|e| e.recalls.iter().find(|(kk, _)| kk == k).map(|(_, v)| [e.iteration as f64, *v]))
                     .collect();
                 plot.line(Line::new(format!("Recall@{k}"), PlotPoints::from(series.clone())).color(class_color(c as i64)));
                 plot.points(Points::new(format!("Recall@{k}"), PlotPoints::from(series)).radius(3.0).color(class_color(c as i64)));
             }
-            let map: Vec<[f64; 2]> = evaluations.iter().map(|(it, _, m, _)| [*it as f64, *m]).collect();
+            let map: Vec<[f64; 2]> = evaluations.iter().map(|e| [e.iteration as f64, e.map_at_r]).collect();
             plot.line(Line::new("MAP@R", PlotPoints::from(map.clone())).color(class_color(7)));
             plot.points(Points::new("MAP@R", PlotPoints::from(map)).radius(3.0).color(class_color(7)));
         },
@@ -44,16 +44,16 @@ pub fn ui(ui: &mut egui::Ui, run: &RunData) {
         if let (Some(first), Some(last)) = (evaluations.first(), evaluations.last()) {
             egui::Grid::new("before-after").striped(true).show(&mut columns[0], |ui| {
                 ui.label("");
-                ui.label(format!("iteration {}", first.0));
-                ui.label(format!("iteration {}", last.0));
+                ui.label(format!("iteration {}", first.iteration));
+                ui.label(format!("iteration {}", last.iteration));
                 ui.end_row();
-                for ((k, before), (_, after)) in first.1.iter().zip(&last.1) {
+                for ((k, before), (_, after)) in first.recalls.iter().zip(&last.recalls) {
                     ui.label(format!("Recall@{k}"));
                     ui.label(format!("{before:.4}"));
                     ui.label(format!("{after:.4}"));
                     ui.end_row();
                 }
-                for (name, before, after) in [("MAP@R", first.2, last.2), ("R-Precision", first.3, last.3)] {
+                for (name, before, after) in [("MAP@R", first.map_at_r, last.map_at_r), ("R-Precision", first.r_precision, last.r_precision)] {
                     ui.label(name);
                     ui.label(format!("{before:.4}"));
                     ui.label(format!("{after:.4}"));

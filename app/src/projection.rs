@@ -95,7 +95,7 @@ impl Projection {
                     let mut tsne = Tsne::new(&vectors, n, dim, &config);
                     while !tsne.finished() && !halt.load(Ordering::SeqCst) {
                         tsne.step();
-                        if tsne.iteration() % 5 == 0 || tsne.finished() {
+                        if tsne.iteration().is_multiple_of(5) || tsne.finished() {
                             let kl = tsne.finished().then(|| tsne.kl_divergence());
                             *publish.lock().expect("map lock") = Some((tsne.iteration(), tsne.embedding().to_vec(), kl));
                             ctx.request_repaint();
@@ -138,10 +138,10 @@ impl Projection {
     pub fn screen_position(&mut self, i: usize) -> Option<Pos2> {
         let rect = self.last_rect?;
         let p = *self.points.get(i)?;
-        Some(self.to_screen(rect, p))
+        Some(self.place_on_screen(rect, p))
     }
 
-    fn to_screen(&mut self, rect: Rect, p: [f32; 2]) -> Pos2 {
+    fn place_on_screen(&mut self, rect: Rect, p: [f32; 2]) -> Pos2 {
         let (lo, hi) = self.data_bounds();
         let inner = rect.shrink(12.0);
         let span = (hi - lo).max(Vec2::splat(1e-12));
@@ -169,7 +169,7 @@ impl Projection {
         if self.points.is_empty() {
             return None;
         }
-        let screen: Vec<Pos2> = (0..self.points.len()).map(|i| self.to_screen(rect, self.points[i])).collect();
+        let screen: Vec<Pos2> = (0..self.points.len()).map(|i| self.place_on_screen(rect, self.points[i])).collect();
         for (i, pos) in screen.iter().enumerate() {
             painter.circle_filled(*pos, 2.2, class_color(labels[i]));
         }

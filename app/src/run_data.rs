@@ -82,6 +82,15 @@ impl Embeddings {
     }
 }
 
+/// One evaluation line of a run's metrics.
+pub struct Evaluation {
+    pub iteration: u64,
+    /// (K, Recall@K), by increasing K.
+    pub recalls: Vec<(usize, f64)>,
+    pub map_at_r: f64,
+    pub r_precision: f64,
+}
+
 pub struct RunData {
     pub path: PathBuf,
     pub config: TrainConfig,
@@ -125,10 +134,8 @@ impl RunData {
             return false;
         }
         self.metrics_stamp = stamp;
-        if let Ok(run) = RunDir::open(&self.path) {
-            if let Ok(metrics) = run.metrics() {
-                self.metrics = metrics;
-            }
+        if let Ok(metrics) = RunDir::open(&self.path).and_then(|run| run.metrics()) {
+            self.metrics = metrics;
         }
         true
     }
@@ -144,8 +151,8 @@ impl RunData {
             .collect()
     }
 
-    /// Every evaluation: (iteration, Recall@K by K, MAP@R, R-Precision).
-    pub fn evaluations(&self) -> Vec<(u64, Vec<(usize, f64)>, f64, f64)> {
+    /// Every evaluation, in the order of the metrics file.
+    pub fn evaluations(&self) -> Vec<Evaluation> {
         self.metrics
             .iter()
             .filter_map(|m| match m {
@@ -153,7 +160,7 @@ impl RunData {
                     let mut recalls: Vec<(usize, f64)> =
                         recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
                     recalls.sort_by_key(|(k, _)| *k);
-                    Some((*iteration, recalls, *map_at_r, *r_precision))
+                    Some(Evaluation { iteration: *iteration, recalls, map_at_r: *map_at_r, r_precision: *r_precision })
                 }
                 _ => None,
             })

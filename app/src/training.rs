@@ -160,7 +160,7 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
     let mut start = None;
     if let Some(run) = running {
         let status = run.status.lock().expect("status lock").clone();
-        ui.label(format!("{}", status.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())));
+        ui.label(status.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()));
         let fraction = if status.total > 0 { status.iteration as f32 / status.total as f32 } else { 0.0 };
         ui.add(egui::ProgressBar::new(fraction).text(format!("{}/{}", status.iteration, status.total)));
         if let Some(loss) = status.loss {
@@ -177,10 +177,8 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
                 if ui.button("Stop").clicked() {
                     run.stop();
                 }
+                return None;
             }
-        }
-        if status.ended.is_none() {
-            return None;
         }
         ui.separator();
     }

@@ -109,7 +109,7 @@ pub async fn load_demo(
         for pass in 1..=SELF_CHECK_PASSES {
             let got = inner.model.embed_batch_async(&probe, &inner.device).await.map_err(|e| JsError::new(&e))?;
             let diff = reference.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            if !(diff <= GPU_TOLERANCE) {
+            if diff.is_nan() || diff > GPU_TOLERANCE {
                 return Err(JsError::new(&format!(
                     "WebGPU failed its self-check: in pass {pass}, its embedding of a test image differs from the CPU backend's by {diff:.3}"
                 )));

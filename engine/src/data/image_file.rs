@@ -118,7 +118,7 @@ impl ImageTransform {
     }
 
     /// Floats per image in the output buffer.
-    pub fn len(&self) -> usize {
+    pub fn floats_per_image(&self) -> usize {
         3 * (self.crop as usize).pow(2)
     }
 

@@ -181,7 +181,7 @@ impl Inputs {
                             .map_err(|message| BadImage { path, message })?;
                         let mut rng =
                             Xoshiro256PlusPlus::seed_from_u64(mix(seed, position as u64, 0x1A6E));
-                        let mut out = Vec::with_capacity(transform.len());
+                        let mut out = Vec::with_capacity(transform.floats_per_image());
                         transform.write_chw(&transform.train_view(&image, &mut rng), &mut out);
                         Ok(out)
                     })
@@ -213,7 +213,7 @@ impl Inputs {
                         let path = dataset.root.join(&list.paths[i]);
                         let image = image_file::decode(&path)
                             .map_err(|message| BadImage { path, message })?;
-                        let mut out = Vec::with_capacity(transform.len());
+                        let mut out = Vec::with_capacity(transform.floats_per_image());
                         transform.write_chw(&transform.test_view(&image), &mut out);
                         Ok(out)
                     })
@@ -320,7 +320,7 @@ impl InputFormat {
                 transform.batch(&one, &[0], None)
             }
             InputFormat::Photo(transform) => {
-                let mut out = Vec::with_capacity(transform.len());
+                let mut out = Vec::with_capacity(transform.floats_per_image());
                 transform.write_chw(&transform.test_view(&image), &mut out);
                 out
             }

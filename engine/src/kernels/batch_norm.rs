@@ -342,7 +342,7 @@ mod tests {
         let y = forward(&s, &x, &gamma, &beta, &fixed, eps, clamp);
         let value: f64 = y.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
         assert!((value - loss(&x64, &g64, &b64)).abs() < 1e-5);
-        assert!(y.iter().any(|&v| v == 0.3) && y.iter().any(|&v| v == 0.0), "the test does not reach both ends of the clamp");
+        assert!(y.contains(&0.3) && y.contains(&0.0), "the test does not reach both ends of the clamp");
         let (gx, gg, gb) = backward(&s, &x, &gamma, &beta, &fixed, eps, clamp, true, &u);
         let h = 1e-6;
         let bump = |v: &[f64], i: usize, e: f64| {
@@ -350,9 +350,10 @@ mod tests {
             w[i] += e;
             w
         };
-        for i in 0..x.len() {
+        assert_eq!(gx.len(), x.len());
+        for (i, &g) in gx.iter().enumerate() {
             let d = (loss(&bump(&x64, i, h), &g64, &b64) - loss(&bump(&x64, i, -h), &g64, &b64)) / (2.0 * h);
-            assert!((gx[i] as f64 - d).abs() < 1e-3, "x[{i}]: {} vs {d}", gx[i]);
+            assert!((g as f64 - d).abs() < 1e-3, "x[{i}]: {g} vs {d}");
         }
         for c in 0..2 {
             let d = (loss(&x64, &bump(&g64, c, h), &b64) - loss(&x64, &bump(&g64, c, -h), &b64)) / (2.0 * h);

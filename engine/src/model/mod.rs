@@ -112,6 +112,8 @@ impl Default for ModelConfig {
 }
 
 /// An ImageNet-style backbone.
+// A model exists once per run, so the variants' differing sizes cost nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone {
     ResNet(ResNet),
@@ -177,6 +179,7 @@ impl PooledEmbedder {
 }
 
 /// The network being trained: a backbone with an embedding head, L2-normalised output.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Embedder {
     SmallCnn(SmallCnn),

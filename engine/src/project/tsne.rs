@@ -155,11 +155,12 @@ impl Tsne {
         let exaggeration = if early { self.config.early_exaggeration } else { 1.0 };
         let momentum = if early { 0.5 } else { 0.8 };
         let (grad, _) = gradient(&self.p, &self.y, exaggeration, self.config.theta);
-        for c in 0..self.y.len() {
-            let same_direction = (grad[c] > 0.0) == (self.update[c] > 0.0);
-            self.gains[c] = if same_direction { self.gains[c] * 0.8 } else { self.gains[c] + 0.2 }.max(0.01);
-            self.update[c] = momentum * self.update[c] - self.learning_rate * self.gains[c] * grad[c];
-            self.y[c] += self.update[c];
+        let coordinates = self.y.iter_mut().zip(&mut self.update).zip(&mut self.gains).zip(&grad);
+        for (((y, update), gain), &g) in coordinates {
+            let same_direction = (g > 0.0) == (*update > 0.0);
+            *gain = if same_direction { *gain * 0.8 } else { *gain + 0.2 }.max(0.01);
+            *update = momentum * *update - self.learning_rate * *gain * g;
+            *y += *update;
         }
         let n = self.y.len() / 2;
         for a in 0..2 {

@@ -344,13 +344,13 @@ impl TrainConfig {
         if custom && self.data.dataset.files().is_none() && augment.mean.len() != 1 {
             return bad("augment.mean and augment.std: Fashion-MNIST images have 1 channel".into());
         }
-        if !custom && !(augment.mean.is_empty() && augment.std.is_empty()) {
+        if !custom && (!augment.mean.is_empty() || !augment.std.is_empty()) {
             return bad(
                 "augment.mean and augment.std are used only with augment.normalize = \"custom\""
                     .into(),
             );
         }
-        if augment.std.iter().any(|&s| !(s > 0.0)) {
+        if augment.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             return bad("augment.std must be positive".into());
         }
         if augment.crop == 0 || augment.resize < augment.crop {

@@ -138,7 +138,7 @@ pub fn run(
         save_checkpoint(run, trainer)?;
         observer.checkpointed(0);
     }
-    let due = |interval: u64, iteration: u64| interval > 0 && iteration % interval == 0;
+    let due = |interval: u64, iteration: u64| interval > 0 && iteration.is_multiple_of(interval);
     while trainer.iteration() < schedule.iterations {
         if stop.load(Ordering::SeqCst) {
             save_checkpoint(run, trainer)?;
