@@ -10,13 +10,12 @@ Usage: pytorch_backbone_step.py STEPS SIZE BATCH [resnet18|resnet50|bn-inception
 """
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pytorch_metric_learning import losses, miners
 
+from ms_training_step import step_times_ms
 from published_layout_check import bninception_module
 
 
@@ -86,22 +85,7 @@ def main():
     steps, size, batch = (int(a) for a in sys.argv[1:4])
     name = sys.argv[4] if len(sys.argv) > 4 else "resnet18"
     torch.manual_seed(0)
-    net = backbone(name)
-    opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=5e-4)
-    loss_fn, miner = losses.MultiSimilarityLoss(2, 40, 0.5), miners.MultiSimilarityMiner(0.1)
-    labels = torch.arange(batch) // 8
-    times = []
-    for step in range(steps + 2):
-        images = torch.randn(batch, 3, size, size)
-        start = time.perf_counter()
-        emb = net(images)
-        loss = loss_fn(emb, labels, miner(emb, labels))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
-        if step >= 2:
-            times.append((time.perf_counter() - start) * 1e3)
+    times = step_times_ms(backbone(name), (batch, 3, size, size), torch.arange(batch) // 8, steps, warmup=2)
     median = statistics.median(times)
     print(f"{name} {size}x{size} batch {batch} step: median {median:.1f} ms, min {min(times):.1f} ms, "
           f"{batch * 1e3 / median:.1f} images/s")

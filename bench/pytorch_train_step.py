@@ -7,12 +7,12 @@ Prints the median step time in ms over `steps` steps after 3 warm-up steps.
 """
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pytorch_metric_learning import losses, miners
+
+from ms_training_step import step_times_ms
 
 
 def block(i, o):
@@ -36,22 +36,7 @@ class SmallCnn(nn.Module):
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     torch.manual_seed(0)
-    net = SmallCnn()
-    opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=5e-4)
-    loss_fn, miner = losses.MultiSimilarityLoss(2, 40, 0.5), miners.MultiSimilarityMiner(0.1)
-    labels = torch.arange(80) // 16
-    times = []
-    for step in range(steps + 3):
-        images = torch.randn(80, 1, 28, 28)
-        start = time.perf_counter()
-        emb = net(images)
-        loss = loss_fn(emb, labels, miner(emb, labels))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
-        if step >= 3:
-            times.append((time.perf_counter() - start) * 1e3)
+    times = step_times_ms(SmallCnn(), (80, 1, 28, 28), torch.arange(80) // 16, steps, warmup=3)
     print(f"small_cnn step: median {statistics.median(times):.1f} ms, min {min(times):.1f} ms")
 
 
