@@ -69,6 +69,8 @@ pub struct TrainStatus {
     pub total: u64,
     pub loss: Option<f64>,
     pub last_recall_at_1: Option<f64>,
+    /// While an evaluation embeds the test images: how many are done, of how many.
+    pub evaluating: Option<(usize, usize)>,
     /// Set when the run has ended: how.
     pub ended: Option<String>,
 }
@@ -113,8 +115,15 @@ impl TrainObserver for Observer {
         self.ctx.request_repaint();
     }
 
+    fn embedding(&mut self, done: usize, total: usize) {
+        self.status.lock().expect("status lock").evaluating = Some((done, total));
+        self.ctx.request_repaint();
+    }
+
     fn evaluated(&mut self, _iteration: u64, evaluation: &Evaluation) {
-        self.status.lock().expect("status lock").last_recall_at_1 = evaluation.metrics.recall_at_k.get(&1).copied();
+        let mut s = self.status.lock().expect("status lock");
+        s.last_recall_at_1 = evaluation.metrics.recall_at_k.get(&1).copied();
+        s.evaluating = None;
         self.ctx.request_repaint();
     }
 }
@@ -165,6 +174,10 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
         ui.add(egui::ProgressBar::new(fraction).text(format!("{}/{}", status.iteration, status.total)));
         if let Some(loss) = status.loss {
             ui.label(format!("loss {loss:.4}"));
+        }
+        if let Some((done, total)) = status.evaluating {
+            let fraction = done as f32 / total.max(1) as f32;
+            ui.add(egui::ProgressBar::new(fraction).text(format!("evaluating: {done}/{total} test images")));
         }
         if let Some(r1) = status.last_recall_at_1 {
             ui.label(format!("last Recall@1 {r1:.4}"));

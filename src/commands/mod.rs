@@ -23,6 +23,7 @@ use dml_engine::model::Embedder;
 use dml_engine::train::{Embedded, RunDir, TrainConfig, embed_test, load_model};
 
 use crate::error::CliError;
+use progress::ImageCountBar;
 
 /// A trained run's model (in inference mode) with its config.
 pub struct LoadedRun {
@@ -78,7 +79,11 @@ pub fn embed_test_split(
             .inputs()
             .map_err(|e| CliError::at(&e.path, &e.message))?,
     );
-    let (test, query) = embed_test(&model, &inputs, config.eval.batch_size, config.data.prefetch, &device).map_err(bad_image)?;
+    let mut bar = ImageCountBar::new("embed");
+    let (test, query) = embed_test(&model, &inputs, config.eval.batch_size, config.data.prefetch, &device, &mut |done, total| {
+        bar.update(done, total)
+    })
+    .map_err(bad_image)?;
     for bad in query.iter().flat_map(|q| &q.skipped).chain(&test.skipped) {
         eprintln!("warning: skipped {bad}");
     }

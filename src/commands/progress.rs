@@ -1,5 +1,7 @@
 //! A one-line progress bar on stderr: bar, loss, iterations per second, time left. On a terminal
-//! it redraws in place; otherwise (logs, CI) it prints a line every tenth of the run.
+//! it redraws in place; otherwise (logs, CI) it prints a line every tenth of the run. A bar may
+//! wait a while before it first shows, so that short work (an evaluation of a few seconds) leaves
+//! no trace.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -15,6 +17,9 @@ pub struct Progress {
     terminal: bool,
     /// What one step is ("it", "img").
     unit: &'static str,
+    created: Instant,
+    /// Nothing is drawn before this long after creation.
+    hidden_for: Duration,
 }
 
 fn clock(duration: Duration) -> String {
@@ -38,11 +43,18 @@ impl Progress {
             last_tenth: start * 10 / total.max(1),
             terminal: std::io::stderr().is_terminal(),
             unit: "it",
+            created: Instant::now(),
+            hidden_for: Duration::ZERO,
         }
     }
 
     pub fn with_unit(self, unit: &'static str) -> Self {
         Self { unit, ..self }
+    }
+
+    /// Draws nothing until `delay` has passed: for work that is often over before then.
+    pub fn hidden_for(self, delay: Duration) -> Self {
+        Self { hidden_for: delay, ..self }
     }
 
     /// `step_time`: how long the `steps` steps up to `done` took, when known.
@@ -80,6 +92,9 @@ impl Progress {
                 }
             })
             .collect();
+        if self.created.elapsed() < self.hidden_for {
+            return;
+        }
         let loss = loss.map_or(String::new(), |l| format!(" loss {l:.4}"));
         let line = format!(
             "{} [{bar}] {done}/{}{loss} {rate:.2} {}/s ETA {}",
@@ -113,6 +128,42 @@ impl Progress {
         if self.terminal && self.last_draw.is_some() {
             eprintln!();
             self.last_draw = None;
+        }
+    }
+}
+
+/// A bar for the test images of an evaluation, fed `(done, total)` counts after each batch: it
+/// starts at the first count, shows only when the work lasts over two seconds, and ends (its line
+/// closed) when `done` reaches `total`, ready for the next evaluation.
+pub struct ImageCountBar {
+    label: &'static str,
+    /// The bar, the count at the last report and when it came.
+    current: Option<(Progress, usize, Instant)>,
+}
+
+impl ImageCountBar {
+    pub fn new(label: &'static str) -> Self {
+        Self { label, current: None }
+    }
+
+    pub fn update(&mut self, done: usize, total: usize) {
+        let now = Instant::now();
+        match &mut self.current {
+            None => {
+                let mut bar = Progress::new(self.label, 0, total as u64).with_unit("img").hidden_for(Duration::from_secs(2));
+                // The first batch's time includes starting the decoding workers: left out of the rate.
+                bar.update(done as u64, None, done as u64, None);
+                self.current = Some((bar, done, now));
+            }
+            Some((bar, last_done, last_time)) => {
+                bar.update(done as u64, None, (done - *last_done) as u64, Some(now - *last_time));
+                (*last_done, *last_time) = (done, now);
+            }
+        }
+        if done >= total
+            && let Some((mut bar, ..)) = self.current.take()
+        {
+            bar.interrupt();
         }
     }
 }

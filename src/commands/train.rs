@@ -13,7 +13,7 @@ use dml_engine::train::{
     self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer,
 };
 
-use super::progress::Progress;
+use super::progress::{ImageCountBar, Progress};
 use crate::error::CliError;
 
 #[derive(Args, Default)]
@@ -280,6 +280,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let mut observer = CliObserver {
         progress: Progress::new("train", trainer.iteration(), config.run.iterations),
         since: None,
+        evaluation: ImageCountBar::new("evaluate"),
     };
     let outcome = train::run(&run_dir, &mut trainer, &mut observer, &STOP);
     observer.progress.interrupt();
@@ -356,6 +357,8 @@ struct CliObserver {
     progress: Progress,
     /// When the current step began: the end of the previous callback.
     since: Option<Instant>,
+    /// Embedding the test images, during an evaluation.
+    evaluation: ImageCountBar,
 }
 
 impl TrainObserver for CliObserver {
@@ -372,6 +375,11 @@ impl TrainObserver for CliObserver {
 
     fn checkpointed(&mut self, _iteration: u64) {
         self.since = Some(Instant::now());
+    }
+
+    fn embedding(&mut self, done: usize, total: usize) {
+        self.progress.interrupt();
+        self.evaluation.update(done, total);
     }
 
     fn skipped(&mut self, bad: &dml_engine::data::BadImage) {

@@ -32,6 +32,9 @@ pub struct Evaluation {
     pub skipped: Vec<BadImage>,
 }
 
+/// Told after each embedded batch how many images are done and how many there are in all.
+pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize);
+
 /// Embeds test part `part` in batches of `batch_size`, decoding `prefetch` batches ahead.
 /// `model` should be in inference mode (`valid()`).
 pub fn embed_part(
@@ -41,11 +44,13 @@ pub fn embed_part(
     batch_size: usize,
     prefetch: usize,
     device: &Device,
+    progress: EmbedProgress,
 ) -> Result<Embedded, BadImage> {
     let total = inputs.test_parts()[part].labels.len();
     let mut starts = (0..total).step_by(batch_size.max(1));
     let mut queue: VecDeque<Pending<Result<Batch, BadImage>>> = VecDeque::new();
     let mut out = Embedded::default();
+    let mut done = 0;
     loop {
         while queue.len() < prefetch.max(1) {
             let Some(start) = starts.next() else { break };
@@ -58,7 +63,9 @@ pub fn embed_part(
         let batch = pending.wait()?;
         out.embeddings.extend(model.embed_batch(&batch, device));
         out.labels.extend_from_slice(&batch.labels);
+        done += batch.labels.len() + batch.skipped.len();
         out.skipped.extend(batch.skipped);
+        progress(done, total);
     }
     Ok(out)
 }
@@ -71,12 +78,19 @@ pub fn embed_test(
     batch_size: usize,
     prefetch: usize,
     device: &Device,
+    progress: EmbedProgress,
 ) -> Result<(Embedded, Option<Embedded>), BadImage> {
-    if inputs.test_parts().len() == 1 {
-        Ok((embed_part(model, inputs, 0, batch_size, prefetch, device)?, None))
+    let parts: Vec<usize> = inputs.test_parts().iter().map(|p| p.labels.len()).collect();
+    let total: usize = parts.iter().sum();
+    let mut embed = |part: usize| {
+        let before: usize = parts[..part].iter().sum();
+        embed_part(model, inputs, part, batch_size, prefetch, device, &mut |done, _| progress(before + done, total))
+    };
+    if parts.len() == 1 {
+        Ok((embed(0)?, None))
     } else {
-        let query = embed_part(model, inputs, 0, batch_size, prefetch, device)?;
-        let gallery = embed_part(model, inputs, 1, batch_size, prefetch, device)?;
+        let query = embed(0)?;
+        let gallery = embed(1)?;
         Ok((gallery, Some(query)))
     }
 }
@@ -94,9 +108,15 @@ pub fn score(ks: &[usize], test: &Embedded, query: Option<&Embedded>, dim: usize
 
 /// Recall@K, MAP@R and R-Precision of `model` on the test classes of `inputs`: leave-one-out
 /// over the test split, or queries against the gallery. `model` should be in inference mode.
-pub fn evaluate(model: &Embedder, inputs: &Arc<Inputs>, config: &TrainConfig, device: &Device) -> Result<Evaluation, BadImage> {
+pub fn evaluate(
+    model: &Embedder,
+    inputs: &Arc<Inputs>,
+    config: &TrainConfig,
+    device: &Device,
+    progress: EmbedProgress,
+) -> Result<Evaluation, BadImage> {
     let dim = config.model.dim;
-    let (test, query) = embed_test(model, inputs, config.eval.batch_size, config.data.prefetch, device)?;
+    let (test, query) = embed_test(model, inputs, config.eval.batch_size, config.data.prefetch, device, progress)?;
     let metrics = score(&config.eval.ks, &test, query.as_ref(), dim, device);
     let skipped = query.iter().flat_map(|q| &q.skipped).chain(&test.skipped).cloned().collect();
     Ok(Evaluation { metrics, embeddings: test.embeddings, dim, labels: test.labels, query, skipped })

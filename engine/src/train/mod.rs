@@ -16,7 +16,7 @@ pub use config::{
     AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind,
     RunConfig, SamplerConfig, TrainConfig,
 };
-pub use evaluation::{Embedded, Evaluation, embed_part, embed_test, evaluate, score};
+pub use evaluation::{EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
 pub use trainer::{StepReport, TrainError, Trainer};
 
@@ -61,6 +61,8 @@ pub fn model_from_bytes(
 /// What the loop reports while it runs (a progress bar, a GUI, a test).
 pub trait TrainObserver {
     fn step(&mut self, _report: &StepReport, _total: u64) {}
+    /// During an evaluation, after each batch: test images embedded so far, and in all.
+    fn embedding(&mut self, _done: usize, _total: usize) {}
     fn evaluated(&mut self, _iteration: u64, _evaluation: &Evaluation) {}
     fn checkpointed(&mut self, _iteration: u64) {}
     /// An image that could not be read was left out (with `skip_bad_images`).
@@ -109,7 +111,7 @@ fn log_evaluation(
     trainer: &mut Trainer,
     observer: &mut dyn TrainObserver,
 ) -> Result<Evaluation, RunError> {
-    let evaluation = trainer.evaluate()?;
+    let evaluation = trainer.evaluate(&mut |done, total| observer.embedding(done, total))?;
     report_skipped(trainer, observer);
     run.append(&MetricsLine::eval(
         trainer.iteration(),
@@ -166,7 +168,7 @@ pub fn run(
         // A resumed run that had already finished: nothing new to evaluate, but the files below
         // are rewritten from the same model.
         Some(MetricsLine::Eval { iteration, .. }) if *iteration == trainer.iteration() => {
-            trainer.evaluate()?
+            trainer.evaluate(&mut |done, total| observer.embedding(done, total))?
         }
         _ => log_evaluation(run, trainer, observer)?,
     };

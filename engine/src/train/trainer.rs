@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, TrainState};
 use super::config::{OptimizerConfig, OptimizerKind, TrainConfig};
-use super::evaluation::{Evaluation, evaluate};
+use super::evaluation::{EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
 use crate::data::{
     BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState,
@@ -267,10 +267,10 @@ impl Trainer {
     }
 
     /// Recall@K, MAP@R and R-Precision on the unseen test classes, with the model in inference
-    /// mode.
-    pub fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
+    /// mode; `progress` follows the embedding of the test images.
+    pub fn evaluate(&mut self, progress: EmbedProgress) -> Result<Evaluation, TrainError> {
         let device = self.device.clone().inner();
-        let evaluation = evaluate(&self.model().valid(), &self.inputs, &self.config, &device)?;
+        let evaluation = evaluate(&self.model().valid(), &self.inputs, &self.config, &device, progress)?;
         self.note_skipped(&evaluation.skipped);
         Ok(evaluation)
     }
