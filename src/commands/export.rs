@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
@@ -13,6 +14,7 @@ use dml_engine::npy::write_atomically;
 use dml_engine::train::{Embedded, TrainConfig};
 use rayon::prelude::*;
 
+use super::progress::Progress;
 use crate::error::CliError;
 
 #[derive(Args)]
@@ -180,33 +182,29 @@ fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
     let per_row = ((files.len().max(1)) as f64).sqrt().ceil() as usize;
     let cell = (SPRITE_LIMIT / per_row).clamp(1, 64);
     let side = per_row * cell;
-    let thumbs: Vec<Option<RgbImage>> = files
-        .par_iter()
-        .map(|path| {
-            let image = image_file::decode(path).ok()?;
-            let short = image.width().min(image.height());
-            let square = imageops::crop_imm(
-                &image,
-                (image.width() - short) / 2,
-                (image.height() - short) / 2,
-                short,
-                short,
-            );
-            Some(imageops::resize(
-                &square.to_image(),
-                cell as u32,
-                cell as u32,
-                imageops::FilterType::Triangle,
-            ))
-        })
-        .collect();
+    let thumbnail = |path: &PathBuf| {
+        let image = image_file::decode(path).ok()?;
+        let short = image.width().min(image.height());
+        let square = imageops::crop_imm(&image, (image.width() - short) / 2, (image.height() - short) / 2, short, short);
+        Some(imageops::resize(&square.to_image(), cell as u32, cell as u32, imageops::FilterType::Triangle))
+    };
     let mut sheet = RgbImage::new(side as u32, side as u32);
-    for (i, thumb) in thumbs.iter().enumerate() {
-        if let Some(thumb) = thumb {
-            let (top, left) = ((i / per_row) * cell, (i % per_row) * cell);
-            imageops::replace(&mut sheet, thumb, left as i64, top as i64);
+    // Decoding every test photo again takes minutes at Stanford Online Products' size.
+    let mut progress = Progress::new("sprite", 0, files.len() as u64).with_unit("img").hidden_for(Duration::from_secs(2));
+    const CHUNK: usize = 256;
+    for (c, chunk) in files.chunks(CHUNK).enumerate() {
+        let started = Instant::now();
+        let thumbs: Vec<Option<RgbImage>> = chunk.par_iter().map(thumbnail).collect();
+        for (i, thumb) in thumbs.iter().enumerate() {
+            if let Some(thumb) = thumb {
+                let at = c * CHUNK + i;
+                let (top, left) = ((at / per_row) * cell, (at % per_row) * cell);
+                imageops::replace(&mut sheet, thumb, left as i64, top as i64);
+            }
         }
+        progress.update((c * CHUNK + chunk.len()) as u64, None, chunk.len() as u64, Some(started.elapsed()));
     }
+    progress.interrupt();
     (
         Sprite {
             side,
@@ -215,4 +213,38 @@ fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
         },
         sheet,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each photo lands in its own cell, row-major, across the decoding chunks; an unreadable
+    /// one leaves its cell black.
+    #[test]
+    fn photo_sprite_places_each_thumbnail_in_its_cell() {
+        let dir = std::env::temp_dir().join(format!("dml-sprite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let colour = |i: usize| dml_engine::image::Rgb([(i % 251) as u8 + 1, (i / 251) as u8 + 1, 200]);
+        let files: Vec<PathBuf> = (0..300)
+            .map(|i| {
+                let path = dir.join(format!("{i:03}.png"));
+                // Wider than tall: the thumbnail is the centred square.
+                RgbImage::from_fn(12, 8, |x, _| if (2..10).contains(&x) { colour(i) } else { dml_engine::image::Rgb([0, 0, 0]) })
+                    .save(&path)
+                    .unwrap();
+                path
+            })
+            .collect();
+        std::fs::write(&files[257], b"not a png").unwrap();
+        let (sprite, sheet) = photo_sprite(&files);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let per_row = 18; // ⌈√300⌉
+        assert_eq!((sprite.cell, sprite.side), (64, per_row * 64));
+        for i in 0..300 {
+            let (x, y) = ((i % per_row * 64 + 32) as u32, (i / per_row * 64 + 32) as u32);
+            let want = if i == 257 { dml_engine::image::Rgb([0, 0, 0]) } else { colour(i) };
+            assert_eq!(*sheet.get_pixel(x, y), want, "cell {i}");
+        }
+    }
 }
