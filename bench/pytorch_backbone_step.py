@@ -4,9 +4,9 @@ ResNet-18 or ResNet-50 (written out here, torchvision's layout: ResNet-50's stri
 convolution), or BN-Inception (`BNInception` of PyPI's `pretrainedmodels` 0.7.4, only its model
 file loaded), with global max pooling and Linear → 512, L2-normalised; batch of 224×224 images,
 P × 8 labels; pytorch-metric-learning MultiSimilarityMiner(0.1) + MultiSimilarityLoss(2, 40, 0.5);
-Adam lr 1e-3, weight decay 5e-4. Prints the median step time over `steps` steps after 2 warm-up
-steps.
-Usage: pytorch_backbone_step.py STEPS SIZE BATCH [resnet18|resnet50|bn-inception]
+Adam lr 1e-3, weight decay 5e-4. Prints the median step time over `steps` steps after WARMUP
+(default 2) warm-up steps, on DEVICE (default cpu; cuda for a GPU).
+Usage: pytorch_backbone_step.py STEPS SIZE BATCH [resnet18|resnet50|bn-inception [DEVICE [WARMUP]]]
 """
 import statistics
 import sys
@@ -84,10 +84,12 @@ def backbone(name):
 def main():
     steps, size, batch = (int(a) for a in sys.argv[1:4])
     name = sys.argv[4] if len(sys.argv) > 4 else "resnet18"
+    device = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+    warmup = int(sys.argv[6]) if len(sys.argv) > 6 else 2
     torch.manual_seed(0)
-    times = step_times_ms(backbone(name), (batch, 3, size, size), torch.arange(batch) // 8, steps, warmup=2)
+    times = step_times_ms(backbone(name), (batch, 3, size, size), torch.arange(batch) // 8, steps, warmup, device)
     median = statistics.median(times)
-    print(f"{name} {size}x{size} batch {batch} step: median {median:.1f} ms, min {min(times):.1f} ms, "
+    print(f"{name} {size}x{size} batch {batch} on {device} step: median {median:.1f} ms, min {min(times):.1f} ms, "
           f"{batch * 1e3 / median:.1f} images/s")
 
 

@@ -3,7 +3,9 @@
 The default job's small CNN (five 3×3 conv + BN + ReLU, two 2×2 max pools, global max pool,
 Linear 128→64, L2 normalisation), batch 80 of 28×28 images (P = 5, K = 16), pytorch-metric-learning
 MultiSimilarityMiner(0.1) + MultiSimilarityLoss(2, 40, 0.5), Adam lr 1e-3, weight decay 5e-4.
-Prints the median step time in ms over `steps` steps after 3 warm-up steps.
+Prints the median step time in ms over STEPS steps after WARMUP (default 3) warm-up steps, on
+DEVICE (default cpu; cuda for a GPU).
+Usage: pytorch_train_step.py [STEPS [DEVICE [WARMUP]]]
 """
 import statistics
 import sys
@@ -35,9 +37,11 @@ class SmallCnn(nn.Module):
 
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
+    warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     torch.manual_seed(0)
-    times = step_times_ms(SmallCnn(), (80, 1, 28, 28), torch.arange(80) // 16, steps, warmup=3)
-    print(f"small_cnn step: median {statistics.median(times):.1f} ms, min {min(times):.1f} ms")
+    times = step_times_ms(SmallCnn(), (80, 1, 28, 28), torch.arange(80) // 16, steps, warmup, device)
+    print(f"small_cnn on {device} step: median {statistics.median(times):.1f} ms, min {min(times):.1f} ms")
 
 
 if __name__ == "__main__":
