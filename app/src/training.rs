@@ -150,7 +150,11 @@ pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Resu
                 Outcome::Stopped(i) => Ok(format!("stopped at iteration {i}; checkpoint saved (dml train --resume continues it)")),
             }
         })();
-        report.lock().expect("status lock").ended = Some(ended.unwrap_or_else(|e| format!("failed: {e}")));
+        let mut status = report.lock().expect("status lock");
+        status.ended = Some(ended.unwrap_or_else(|e| format!("failed: {e}")));
+        // A run that failed while evaluating leaves no evaluation in progress.
+        status.evaluating = None;
+        drop(status);
         ctx.request_repaint();
     });
     Ok(BackgroundRun { status, stop, handle: Some(handle) })

@@ -167,3 +167,12 @@ impl ImageCountBar {
         }
     }
 }
+
+/// An evaluation cut short (an unreadable image, say) leaves no half-drawn line for the error.
+impl Drop for ImageCountBar {
+    fn drop(&mut self) {
+        if let Some((bar, ..)) = &mut self.current {
+            bar.interrupt();
+        }
+    }
+}
