@@ -1,30 +1,16 @@
 //! An evaluation reports its progress through the test images batch by batch: over queries then
 //! gallery for In-Shop, and to a training run's observer before each evaluation's result.
 
-use std::path::{Path, PathBuf};
+#[path = "../../tests/common/scratch.rs"]
+mod scratch;
+
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use dml_engine::burn::tensor::Device;
 use dml_engine::image::RgbImage;
 use dml_engine::train::{self, Evaluation, Outcome, RunDir, TrainConfig, TrainObserver, Trainer};
-
-/// A fresh folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("dml-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use scratch::scratch;
 
 /// An In-Shop tree: items 1 and 2 train; item 7 has 2 queries and 3 gallery images, item 9 has 2
 /// and 2.
@@ -45,12 +31,12 @@ fn in_shop(root: &Path) {
 
 #[test]
 fn in_shop_progress_counts_queries_then_gallery_in_batches() {
-    let dir = Scratch::new("eval-progress-inshop");
-    in_shop(&dir.0);
+    let dir = scratch("eval-progress-inshop");
+    in_shop(&dir);
     let config = TrainConfig::default()
         .with_overrides(&[
             "data.dataset=\"inshop\"".into(),
-            format!("data.root={:?}", dir.0.to_str().unwrap()),
+            format!("data.root={:?}", dir.to_str().unwrap()),
             "augment.resize=20".into(),
             "augment.crop=16".into(),
             "eval.batch_size=3".into(),
@@ -87,11 +73,11 @@ impl TrainObserver for Recorder {
 
 #[test]
 fn a_training_run_reports_each_evaluations_progress_before_its_result() {
-    let dir = Scratch::new("eval-progress-run");
+    let dir = scratch("eval-progress-run");
     let config = TrainConfig::default()
         .with_overrides(&["run.iterations=2".into(), "run.eval_interval=1".into(), "eval.batch_size=2000".into()])
         .unwrap();
-    let run = RunDir::create(&dir.0.join("run"), &config).unwrap();
+    let run = RunDir::create(&dir.join("run"), &config).unwrap();
     let mut trainer = Trainer::new(&config, &Device::flex().autodiff()).unwrap();
     let mut recorder = Recorder::default();
     let outcome = train::run(&run, &mut trainer, &mut recorder, &AtomicBool::new(false)).unwrap();

@@ -8,11 +8,14 @@
 
 #[path = "../../tests/common/assets.rs"]
 mod assets;
+#[path = "../../tests/common/scratch.rs"]
+mod scratch;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assets::asset;
+use scratch::scratch;
 use dml_engine::burn::store::ModuleSnapshot;
 use dml_engine::burn::tensor::{Device, Tensor, TensorData};
 use dml_engine::data::InputFormat;
@@ -61,7 +64,7 @@ fn efficientnet_lite0_classifies_real_photos_and_matches_a_float64_reference() {
     }
 
     // The same network input through the float64 reference.
-    let dir = tempfile_dir("lite0");
+    let dir = scratch("pretrained-lite0");
     let input = dir.join("input.npy");
     let [n, c, h, w] = batch.shape;
     dml_engine::npy::write_matrix_f32(&input, n, c * h * w, &batch.pixels).unwrap();
@@ -92,32 +95,10 @@ fn efficientnet_lite0_classifies_real_photos_and_matches_a_float64_reference() {
 }
 
 /// A folder for one test's files, removed with them when the test ends (also when it fails).
-fn tempfile_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("dml-pretrained-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = PathBuf;
-
-    fn deref(&self) -> &PathBuf {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_truncated_file_is_refused_naming_what_broke() {
     let bytes = std::fs::read(asset(LITE0)).unwrap();
-    let dir = tempfile_dir("truncated");
+    let dir = scratch("pretrained-truncated");
     let mut model = Classifier::new(BackboneKind::EfficientnetLite0, 1000, &Device::flex()).unwrap();
     let before: Vec<f32> = model.fc.weight.val().into_data().iter::<f32>().collect();
     for keep in [bytes.len() / 2, bytes.len() - 100, 40] {
@@ -207,7 +188,7 @@ fn torchvision_resnet18_names_in_safetensors_load_and_compute_the_same_function(
     for known in ["conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias", "fc.weight"] {
         assert!(names.contains(&known), "{known} not written");
     }
-    let dir = tempfile_dir("resnet");
+    let dir = scratch("pretrained-resnet");
     let path = dir.join("resnet18.safetensors");
     write_safetensors(&path, &tensors);
 

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
@@ -14,7 +13,7 @@ use dml_engine::npy::write_atomically;
 use dml_engine::train::{Embedded, TrainConfig};
 use rayon::prelude::*;
 
-use super::progress::Progress;
+use super::progress::ImageCountBar;
 use crate::error::CliError;
 
 #[derive(Args)]
@@ -190,10 +189,9 @@ fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
     };
     let mut sheet = RgbImage::new(side as u32, side as u32);
     // Decoding every test photo again takes minutes at Stanford Online Products' size.
-    let mut progress = Progress::new("sprite", 0, files.len() as u64).with_unit("img").hidden_for(Duration::from_secs(2));
+    let mut progress = ImageCountBar::new("sprite");
     const CHUNK: usize = 256;
     for (c, chunk) in files.chunks(CHUNK).enumerate() {
-        let started = Instant::now();
         let thumbs: Vec<Option<RgbImage>> = chunk.par_iter().map(thumbnail).collect();
         for (i, thumb) in thumbs.iter().enumerate() {
             if let Some(thumb) = thumb {
@@ -202,9 +200,8 @@ fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
                 imageops::replace(&mut sheet, thumb, left as i64, top as i64);
             }
         }
-        progress.update((c * CHUNK + chunk.len()) as u64, None, chunk.len() as u64, Some(started.elapsed()));
+        progress.update(c * CHUNK + chunk.len(), files.len());
     }
-    progress.interrupt();
     (
         Sprite {
             side,

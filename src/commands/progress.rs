@@ -69,6 +69,9 @@ impl Progress {
             self.timed_steps += steps;
             self.busy += t;
         }
+        if self.created.elapsed() < self.hidden_for {
+            return;
+        }
         let rate = if self.busy.is_zero() {
             0.0
         } else {
@@ -92,9 +95,6 @@ impl Progress {
                 }
             })
             .collect();
-        if self.created.elapsed() < self.hidden_for {
-            return;
-        }
         let loss = loss.map_or(String::new(), |l| format!(" loss {l:.4}"));
         let line = format!(
             "{} [{bar}] {done}/{}{loss} {rate:.2} {}/s ETA {}",
@@ -132,9 +132,10 @@ impl Progress {
     }
 }
 
-/// A bar for the test images of an evaluation, fed `(done, total)` counts after each batch: it
-/// starts at the first count, shows only when the work lasts over two seconds, and ends (its line
-/// closed) when `done` reaches `total`, ready for the next evaluation.
+/// A bar for images worked through in batches (an evaluation's test images, a sprite's photos),
+/// fed `(done, total)` counts after each batch: it starts at the first count, shows only when the
+/// work lasts over two seconds, and ends (its line closed) when `done` reaches `total`, ready for
+/// the next run through.
 pub struct ImageCountBar {
     label: &'static str,
     /// The bar, the count at the last report and when it came.

@@ -4,46 +4,17 @@
 
 pub mod assets;
 pub mod mat;
+mod scratch;
 
 use std::fs;
-use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+pub use scratch::scratch;
 
 /// `dml ARGS`, run to completion.
 pub fn dml(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dml")).args(args).output().expect("dml runs")
-}
-
-/// A fresh, empty folder for one test, removed with everything in it when the test ends (also
-/// when it fails).
-pub fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("dml-test-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
-}
-
-pub struct Scratch(PathBuf);
-
-impl Deref for Scratch {
-    type Target = PathBuf;
-
-    fn deref(&self) -> &PathBuf {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Exit code 2, no panic, and an `error: ` line naming `path_part` and saying `message_part`.
