@@ -12,6 +12,7 @@ pub mod project;
 pub mod train;
 pub mod weights;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use dml_engine::burn::module::Module;
 use dml_engine::burn::tensor::Device;
 use dml_engine::data::{BadImage, Inputs};
 use dml_engine::model::Embedder;
-use dml_engine::train::{Embedded, RunDir, TrainConfig, embed_test, load_model};
+use dml_engine::train::{EmbedError, Embedded, RunDir, TrainConfig, embed_test, load_model};
 
 use crate::error::CliError;
 use progress::ImageCountBar;
@@ -81,9 +82,13 @@ pub fn embed_test_split(
     );
     let mut bar = ImageCountBar::new("embed");
     let (test, query) = embed_test(&model, &inputs, config.eval.batch_size, config.data.prefetch, &device, &mut |done, total| {
-        bar.update(done, total)
+        bar.update(done, total);
+        ControlFlow::Continue(())
     })
-    .map_err(bad_image)?;
+    .map_err(|e| match e {
+        EmbedError::BadImage(bad) => bad_image(bad),
+        EmbedError::Stopped => CliError::plain(e.to_string()),
+    })?;
     for bad in query.iter().flat_map(|q| &q.skipped).chain(&test.skipped) {
         eprintln!("warning: skipped {bad}");
     }

@@ -256,11 +256,6 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         train::TrainError::Pretrained(w) => CliError::at(&w.path, w.message),
         other => CliError::at(&root, other),
     })?;
-    if let Some(c) = &checkpoint {
-        run_dir
-            .truncate_metrics_after(c.state.iteration)
-            .map_err(|e| CliError::at(&e.path, e.message))?;
-    }
     let inputs = trainer.inputs();
     let test: Vec<String> = inputs
         .test_parts()

@@ -1,6 +1,7 @@
 //! Embedding a dataset's test classes and scoring retrieval on them.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -32,8 +33,19 @@ pub struct Evaluation {
     pub skipped: Vec<BadImage>,
 }
 
-/// Told after each embedded batch how many images are done and how many there are in all.
-pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize);
+/// Told after each embedded batch how many images are done and how many there are in all;
+/// `Break` stops the embedding there.
+pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+
+/// Why the test images were not all embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("{0}")]
+    BadImage(#[from] BadImage),
+    /// The progress callback asked to stop.
+    #[error("stopped before all test images were embedded")]
+    Stopped,
+}
 
 /// Embeds test part `part` in batches of `batch_size`, decoding `prefetch` batches ahead.
 /// `model` should be in inference mode (`valid()`).
@@ -45,7 +57,7 @@ pub fn embed_part(
     prefetch: usize,
     device: &Device,
     progress: EmbedProgress,
-) -> Result<Embedded, BadImage> {
+) -> Result<Embedded, EmbedError> {
     let total = inputs.test_parts()[part].labels.len();
     let mut starts = (0..total).step_by(batch_size.max(1));
     let mut queue: VecDeque<Pending<Result<Batch, BadImage>>> = VecDeque::new();
@@ -65,7 +77,9 @@ pub fn embed_part(
         out.labels.extend_from_slice(&batch.labels);
         done += batch.labels.len() + batch.skipped.len();
         out.skipped.extend(batch.skipped);
-        progress(done, total);
+        if progress(done, total).is_break() {
+            return Err(EmbedError::Stopped);
+        }
     }
     Ok(out)
 }
@@ -79,7 +93,7 @@ pub fn embed_test(
     prefetch: usize,
     device: &Device,
     progress: EmbedProgress,
-) -> Result<(Embedded, Option<Embedded>), BadImage> {
+) -> Result<(Embedded, Option<Embedded>), EmbedError> {
     let parts: Vec<usize> = inputs.test_parts().iter().map(|p| p.labels.len()).collect();
     let total: usize = parts.iter().sum();
     let mut embed = |part: usize| {
@@ -114,7 +128,7 @@ pub fn evaluate(
     config: &TrainConfig,
     device: &Device,
     progress: EmbedProgress,
-) -> Result<Evaluation, BadImage> {
+) -> Result<Evaluation, EmbedError> {
     let dim = config.model.dim;
     let (test, query) = embed_test(model, inputs, config.eval.batch_size, config.data.prefetch, device, progress)?;
     let metrics = score(&config.eval.ks, &test, query.as_ref(), dim, device);

@@ -7,6 +7,7 @@ mod evaluation;
 mod run_dir;
 mod trainer;
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Module;
@@ -16,7 +17,7 @@ pub use config::{
     AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind,
     RunConfig, SamplerConfig, TrainConfig,
 };
-pub use evaluation::{EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
+pub use evaluation::{EmbedError, EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
 pub use trainer::{StepReport, TrainError, Trainer};
 
@@ -106,24 +107,62 @@ fn report_skipped(trainer: &mut Trainer, observer: &mut dyn TrainObserver) {
     }
 }
 
+/// The test split evaluated and logged; `None` when `stop` was raised before it was done.
 fn log_evaluation(
     run: &RunDir,
     trainer: &mut Trainer,
     observer: &mut dyn TrainObserver,
-) -> Result<Evaluation, RunError> {
-    let evaluation = trainer.evaluate(&mut |done, total| observer.embedding(done, total))?;
-    report_skipped(trainer, observer);
+    stop: &AtomicBool,
+) -> Result<Option<Evaluation>, RunError> {
+    let Some(evaluation) = evaluate_unless_stopped(trainer, observer, stop)? else {
+        return Ok(None);
+    };
     run.append(&MetricsLine::eval(
         trainer.iteration(),
         "test",
         &evaluation.metrics,
     ))?;
     observer.evaluated(trainer.iteration(), &evaluation);
-    Ok(evaluation)
+    Ok(Some(evaluation))
+}
+
+/// An evaluation that gives way to `stop` between two batches of test images: embedding a large
+/// test split on a CPU can take many minutes, longer than anyone waits for Ctrl-C.
+fn evaluate_unless_stopped(
+    trainer: &mut Trainer,
+    observer: &mut dyn TrainObserver,
+    stop: &AtomicBool,
+) -> Result<Option<Evaluation>, RunError> {
+    let result = trainer.evaluate(&mut |done, total| {
+        observer.embedding(done, total);
+        if stop.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    report_skipped(trainer, observer);
+    match result {
+        Ok(evaluation) => Ok(Some(evaluation)),
+        Err(TrainError::EvaluationStopped) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the metrics file already holds the evaluation at `iteration` (its last line).
+fn evaluated_at(run: &RunDir, iteration: u64) -> Result<bool, RunError> {
+    Ok(matches!(run.metrics()?.last(), Some(MetricsLine::Eval { iteration: i, .. }) if *i == iteration))
+}
+
+fn stopped(run: &RunDir, trainer: &Trainer, observer: &mut dyn TrainObserver) -> Result<Outcome, RunError> {
+    save_checkpoint(run, trainer)?;
+    observer.checkpointed(trainer.iteration());
+    Ok(Outcome::Stopped(trainer.iteration()))
 }
 
 /// Trains until the configured number of iterations, evaluating and checkpointing on schedule,
-/// or until `stop` is raised (then it checkpoints and returns [`Outcome::Stopped`]). A NaN loss
+/// or until `stop` is raised (then it checkpoints and returns [`Outcome::Stopped`]; raised during
+/// an evaluation, that evaluation is abandoned and made up when the run resumes). A NaN loss
 /// returns the error and leaves the last checkpoint as it was.
 pub fn run(
     run: &RunDir,
@@ -132,20 +171,22 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<Outcome, RunError> {
     let schedule = trainer.config().run.clone();
-    if trainer.iteration() == 0 {
-        run.truncate_metrics_after(0)?;
-        if run.metrics()?.is_empty() {
-            log_evaluation(run, trainer, observer)?;
-        }
+    let due = |interval: u64, iteration: u64| interval > 0 && iteration.is_multiple_of(interval);
+    let start = trainer.iteration();
+    // Lines logged after the checkpoint by a run that was killed are logged again.
+    run.truncate_metrics_after(start)?;
+    // The evaluation before training, or one that a stop cut short at a checkpoint's iteration.
+    let owed = start == 0 || (start < schedule.iterations && due(schedule.eval_interval, start));
+    if owed && !evaluated_at(run, start)? && log_evaluation(run, trainer, observer, stop)?.is_none() {
+        return stopped(run, trainer, observer);
+    }
+    if start == 0 {
         save_checkpoint(run, trainer)?;
         observer.checkpointed(0);
     }
-    let due = |interval: u64, iteration: u64| interval > 0 && iteration.is_multiple_of(interval);
     while trainer.iteration() < schedule.iterations {
         if stop.load(Ordering::SeqCst) {
-            save_checkpoint(run, trainer)?;
-            observer.checkpointed(trainer.iteration());
-            return Ok(Outcome::Stopped(trainer.iteration()));
+            return stopped(run, trainer, observer);
         }
         let report = trainer.step()?;
         report_skipped(trainer, observer);
@@ -156,21 +197,26 @@ pub fn run(
         })?;
         observer.step(&report, schedule.iterations);
         let last = report.iteration == schedule.iterations;
-        if !last && due(schedule.eval_interval, report.iteration) {
-            log_evaluation(run, trainer, observer)?;
+        if !last
+            && due(schedule.eval_interval, report.iteration)
+            && log_evaluation(run, trainer, observer, stop)?.is_none()
+        {
+            return stopped(run, trainer, observer);
         }
         if !last && due(schedule.checkpoint_interval, report.iteration) {
             save_checkpoint(run, trainer)?;
             observer.checkpointed(report.iteration);
         }
     }
-    let evaluation = match run.metrics()?.last() {
+    let evaluation = if evaluated_at(run, trainer.iteration())? {
         // A resumed run that had already finished: nothing new to evaluate, but the files below
         // are rewritten from the same model.
-        Some(MetricsLine::Eval { iteration, .. }) if *iteration == trainer.iteration() => {
-            trainer.evaluate(&mut |done, total| observer.embedding(done, total))?
-        }
-        _ => log_evaluation(run, trainer, observer)?,
+        evaluate_unless_stopped(trainer, observer, stop)?
+    } else {
+        log_evaluation(run, trainer, observer, stop)?
+    };
+    let Some(evaluation) = evaluation else {
+        return stopped(run, trainer, observer);
     };
     let write_err = |path: std::path::PathBuf| move |source| RunError::Write { path, source };
     npy::write_matrix_f32(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, TrainState};
 use super::config::{OptimizerConfig, OptimizerKind, TrainConfig};
-use super::evaluation::{EmbedProgress, Evaluation, evaluate};
+use super::evaluation::{EmbedError, EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
 use crate::data::{
     BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState,
@@ -35,9 +35,21 @@ pub enum TrainError {
     NonFinite { iteration: u64, what: String },
     #[error("checkpoint: {0}")]
     Record(#[from] RecordError),
+    /// An evaluation's progress callback asked to stop before the test images were all embedded.
+    #[error("evaluation stopped")]
+    EvaluationStopped,
     #[cfg(feature = "pretrained")]
     #[error("{0}")]
     Pretrained(#[from] crate::weights::WeightError),
+}
+
+impl From<EmbedError> for TrainError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::BadImage(bad) => TrainError::BadImage(bad),
+            EmbedError::Stopped => TrainError::EvaluationStopped,
+        }
+    }
 }
 
 /// What one step did.
@@ -267,7 +279,8 @@ impl Trainer {
     }
 
     /// Recall@K, MAP@R and R-Precision on the unseen test classes, with the model in inference
-    /// mode; `progress` follows the embedding of the test images.
+    /// mode; `progress` follows the embedding of the test images and may stop it
+    /// ([`TrainError::EvaluationStopped`]).
     pub fn evaluate(&mut self, progress: EmbedProgress) -> Result<Evaluation, TrainError> {
         let device = self.device.clone().inner();
         let evaluation = evaluate(&self.model().valid(), &self.inputs, &self.config, &device, progress)?;
