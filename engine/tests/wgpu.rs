@@ -65,3 +65,39 @@ fn wgpu_matches_cpu() {
     assert_close("MAP@R", a.map_at_r, b.map_at_r, 0.0, 1e-12);
     assert_close("R-Precision", a.r_precision, b.r_precision, 0.0, 1e-12);
 }
+
+/// Each backend has its own random generator; the initial weights are drawn on the CPU so that a
+/// seed means the same starting model everywhere, and each stays a parameter to train on wgpu.
+#[test]
+fn a_seed_draws_the_same_initial_model_on_wgpu_as_on_the_cpu() {
+    use dml_engine::burn::module::{Module, ModuleVisitor, Param};
+    use dml_engine::burn::tensor::Tensor;
+    use dml_engine::model::BackboneKind;
+    use dml_engine::train::TrainConfig;
+
+    let Some(gpu) = wgpu() else { return };
+    let gpu = gpu.autodiff();
+    let mut config = TrainConfig::default().model;
+    for (backbone, in_channels) in [(BackboneKind::SmallCnn, 1), (BackboneKind::Resnet18, 3)] {
+        config.backbone = backbone;
+        /// Every parameter's values, and whether it requires its gradient.
+        #[derive(Debug, Default, PartialEq)]
+        struct Params(Vec<f32>, Vec<bool>);
+        impl ModuleVisitor for Params {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.extend(param.val().into_data().iter::<f32>());
+                self.1.push(param.val().is_require_grad());
+            }
+        }
+        let params = |device: &Device| {
+            let mut params = Params::default();
+            config.init_seeded(in_channels, 3, device).visit(&mut params);
+            params
+        };
+        let (on_cpu, on_gpu) = (params(&Device::flex().autodiff()), params(&gpu));
+        assert!(on_cpu.0.iter().any(|&v| v != 0.0));
+        assert!(on_cpu.1.iter().filter(|&&t| t).count() > on_cpu.1.len() / 2);
+        assert!(on_gpu.0 == on_cpu.0, "{backbone:?}: the same weights from seed 3");
+        assert_eq!(on_gpu.1, on_cpu.1, "{backbone:?}: which parameters require their gradient");
+    }
+}

@@ -189,24 +189,31 @@ pub enum Embedder {
 impl ModelConfig {
     /// A model with weights drawn from `seed`, reproducibly: Burn draws initial weights lazily
     /// (on first use) from the device's shared generator, so the draws happen here, under a lock.
+    /// They are drawn on the CPU backend and then moved to `device`: each backend has its own
+    /// generator, and a seed should give the same initial model on every one.
     pub fn init_seeded(&self, in_channels: usize, seed: u64, device: &Device) -> Embedder {
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(seed);
+        let host = if device.is_autodiff() {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        host.seed(seed);
         let (freeze, average) = (self.freeze_bn, self.pool == GlobalPool::Average);
-        let model = match Backbone::new(self.backbone, in_channels, freeze, device) {
+        let model = match Backbone::new(self.backbone, in_channels, freeze, &host) {
             None => Embedder::SmallCnn(
                 SmallCnnConfig {
                     in_channels,
                     dim: self.dim,
                 }
-                .init(device),
+                .init(&host),
             ),
             Some(backbone) => {
                 let features = Backbone::features(self.backbone).expect("an ImageNet backbone");
                 Embedder::Pooled(PooledEmbedder {
                     backbone,
-                    embed: LinearConfig::new(features, self.dim).init(device),
+                    embed: LinearConfig::new(features, self.dim).init(&host),
                     average,
                 })
             }
@@ -218,7 +225,12 @@ impl ModelConfig {
             }
         }
         model.visit(&mut Touch);
-        model
+        if host == *device {
+            model
+        } else {
+            // `fork` makes each parameter a leaf on `device` that still requires its gradient.
+            model.fork(device)
+        }
     }
 }
 
