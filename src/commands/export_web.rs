@@ -11,7 +11,7 @@ use dml_engine::project::{TsneConfig, pca};
 use dml_engine::train::{Embedded, RunDir, TrainConfig};
 use rayon::prelude::*;
 
-use super::progress::Progress;
+use super::progress::ImageCountBar;
 use crate::error::CliError;
 
 /// Below this many gallery images the map is PCA's: t-SNE's default perplexity (30) needs more.
@@ -67,16 +67,14 @@ pub fn write(
         .map(|&r| format!("gallery/{r:06}.{}", if files.is_some() { "jpg" } else { "png" }))
         .collect();
     let started = Instant::now();
-    let mut progress = Progress::new("gallery", 0, rows.len() as u64).with_unit("img");
+    let mut bar = ImageCountBar::new("gallery");
     for (c, chunk) in rows.chunks(64).enumerate() {
-        let chunk_start = Instant::now();
         chunk
             .par_iter()
             .zip(&names[c * 64..c * 64 + chunk.len()])
             .try_for_each(|(&r, name)| write_image(&out.join(name), inputs, files, r))?;
-        progress.update((c * 64 + chunk.len()) as u64, None, chunk.len() as u64, Some(chunk_start.elapsed()));
+        bar.update(c * 64 + chunk.len(), rows.len());
     }
-    progress.interrupt();
 
     let embeddings: Vec<f32> = rows.iter().flat_map(|&r| test.embeddings[r * dim..(r + 1) * dim].iter().copied()).collect();
     let labels: Vec<i64> = rows.iter().map(|&r| test.labels[r]).collect();
