@@ -152,7 +152,7 @@ pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Resu
         })();
         let mut status = report.lock().expect("status lock");
         status.ended = Some(ended.unwrap_or_else(|e| format!("failed: {e}")));
-        // A run that failed while evaluating leaves no evaluation in progress.
+        // A run that failed or was stopped while evaluating leaves no evaluation in progress.
         status.evaluating = None;
         drop(status);
         ctx.request_repaint();
