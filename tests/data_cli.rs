@@ -182,6 +182,7 @@ fn fashion_mnist_full_trains_on_the_training_file_and_tests_on_the_test_file() {
     let bundled = stdout(&dml(&["data", "check", "--dataset", "fashion-mnist"]));
     assert!(bundled.contains("train 5,000 images in 5 classes; test 5,000 images in 5 classes"), "{bundled}");
     assert!(bundled.contains("these files match it"), "{bundled}");
+    assert!(bundled.contains("Copyright: 2017, Zalando SE") && bundled.contains("License: Expat"), "{bundled}");
 
     fs::write(root.join("train-labels-idx1-ubyte"), common::idx_u8(&[59], &[0; 59])).unwrap();
     assert_error(&check("fashion-mnist-full", &root), "train-labels-idx1-ubyte", "59");

@@ -41,7 +41,7 @@ fn fixture(test: &str) -> (PathBuf, PathBuf) {
     }
     // Training lines precede the evaluation of their iteration, as dml writes them.
     fs::write(run.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
-    let images = fashion_mnist::load(&fashion_mnist::bundled_root(), "t10k").unwrap();
+    let images = fashion_mnist::bundled();
     let (_, test) = fashion_mnist::zero_shot_split(&images);
     let dim = 8;
     let mut vectors = Vec::new();

@@ -30,8 +30,8 @@ pub struct CheckArgs {
     /// cub, cars, sop, inshop, folder, emoji, fashion-mnist or fashion-mnist-full.
     #[arg(long)]
     dataset: DatasetKind,
-    /// The dataset's root folder (Fashion-MNIST: the bundled files, or dml's cache for the full
-    /// set, unless given).
+    /// The dataset's root folder (Fashion-MNIST: the bundled test set compiled into dml, or dml's
+    /// cache for the full set, unless given).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
@@ -120,9 +120,14 @@ fn check_grey(args: CheckArgs) -> Result<(), CliError> {
     let dml_engine::data::Inputs::Grey { split, .. } = inputs else {
         unreachable!("Fashion-MNIST is read as grey images");
     };
+    let bundled = root.as_os_str().is_empty();
+    let source = if bundled {
+        "the bundled Fashion-MNIST test set (compiled into dml)".to_string()
+    } else {
+        root.display().to_string()
+    };
     println!(
-        "{}: {}; {}",
-        root.display(),
+        "{source}: {}; {}",
         describe_grey("train", &split.train),
         describe_grey("test", &split.test)
     );
@@ -137,5 +142,8 @@ fn check_grey(args: CheckArgs) -> Result<(), CliError> {
         thousands(expected[1]),
         if matches { "these files match it" } else { "these files differ (a subset or another version)" }
     );
+    if bundled {
+        println!("\nlicence of the bundled files:\n{}", dml_engine::data::fashion_mnist::BUNDLED_LICENSE.trim_end());
+    }
     Ok(())
 }

@@ -254,6 +254,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         train::TrainError::Data(d) => CliError::at(&d.path, d.message),
         train::TrainError::Record(r) => CliError::at(&run_dir.checkpoint_path(), r),
         train::TrainError::Pretrained(w) => CliError::at(&w.path, w.message),
+        other if root.as_os_str().is_empty() => CliError::plain(other),
         other => CliError::at(&root, other),
     })?;
     let inputs = trainer.inputs();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::idx::{self, IdxError};
+use super::idx::{self, IdxArray, IdxError};
 
 /// Grey images of one size with their labels, in memory.
 #[derive(Clone, Debug)]
@@ -57,9 +57,33 @@ pub struct DatasetError {
     pub source: IdxError,
 }
 
-/// The folder of the bundled test set, inside the source tree.
+/// The bundled test set's files, compiled in so that an installed or copied `dml` binary runs its
+/// default job without the source tree.
+const BUNDLED_IMAGES: &[u8] =
+    include_bytes!("../../../data/fashion-mnist/t10k-images-idx3-ubyte.gz");
+const BUNDLED_LABELS: &[u8] =
+    include_bytes!("../../../data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+/// The bundled files' copyright and licence (Expat), which must travel with them.
+pub const BUNDLED_LICENSE: &str = include_str!("../../../data/fashion-mnist/LICENSE");
+
+/// The folder of the bundled files in the source tree (`data/fashion-mnist`), for tests and
+/// tools that want them on disk; [`bundled`] reads the copy compiled into the library.
 pub fn bundled_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+}
+
+/// The bundled test set: Fashion-MNIST's 10,000 `t10k` images with their labels.
+pub fn bundled() -> GreyImages {
+    let images = idx::parse_gz(BUNDLED_IMAGES).expect("the bundled images are an IDX file");
+    let labels = idx::parse_gz(BUNDLED_LABELS).expect("the bundled labels are an IDX file");
+    assemble(images, labels).expect("the bundled images and labels agree")
+}
+
+/// Which file of an images/labels pair is at fault.
+#[derive(Debug)]
+enum Part {
+    Images,
+    Labels,
 }
 
 /// Reads `<root>/<prefix>-images-idx3-ubyte[.gz]` and the matching labels (`prefix` is `t10k`
@@ -84,17 +108,25 @@ pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
     }
     let images = idx::read(&images_path).map_err(err(&images_path))?;
     let labels = idx::read(&labels_path).map_err(err(&labels_path))?;
+    assemble(images, labels).map_err(|(part, source)| match part {
+        Part::Images => err(&images_path)(source),
+        Part::Labels => err(&labels_path)(source),
+    })
+}
+
+/// Images (`n × height × width`) and their `n` labels as one set.
+fn assemble(images: IdxArray, labels: IdxArray) -> Result<GreyImages, (Part, IdxError)> {
     let [n, height, width] = images.dims[..] else {
-        return Err(err(&images_path)(IdxError::Format(format!(
-            "expected 3 dimensions, found {:?}",
-            images.dims
-        ))));
+        return Err((
+            Part::Images,
+            IdxError::Format(format!("expected 3 dimensions, found {:?}", images.dims)),
+        ));
     };
     if labels.dims != [n] {
-        return Err(err(&labels_path)(IdxError::Format(format!(
-            "{:?} labels for {n} images",
-            labels.dims
-        ))));
+        return Err((
+            Part::Labels,
+            IdxError::Format(format!("{:?} labels for {n} images", labels.dims)),
+        ));
     }
     Ok(GreyImages {
         height,
@@ -134,3 +166,20 @@ pub const CLASS_NAMES: [&str; 10] = [
     "Bag",
     "Ankle boot",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_test_set_is_the_bundled_files() {
+        let compiled = bundled();
+        let on_disk = load(&bundled_root(), "t10k").unwrap();
+        assert_eq!((compiled.len(), compiled.height, compiled.width), (10_000, SIDE, SIDE));
+        assert_eq!(compiled.pixels, on_disk.pixels);
+        assert_eq!(compiled.labels, on_disk.labels);
+        for class in 0..10 {
+            assert_eq!(compiled.labels.iter().filter(|&&l| l == class).count(), 1_000);
+        }
+    }
+}

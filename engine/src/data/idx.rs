@@ -22,15 +22,19 @@ pub struct IdxArray {
 /// Reads `path`, decompressing it when it ends in `.gz`.
 pub fn read(path: &Path) -> Result<IdxArray, IdxError> {
     let raw = std::fs::read(path)?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| IdxError::Format(format!("bad gzip stream: {e}")))?;
-        out
+    if path.extension().is_some_and(|e| e == "gz") {
+        parse_gz(&raw)
     } else {
-        raw
-    };
+        parse(&raw)
+    }
+}
+
+/// Parses a gzip-compressed IDX file held in memory.
+pub fn parse_gz(raw: &[u8]) -> Result<IdxArray, IdxError> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(raw)
+        .read_to_end(&mut bytes)
+        .map_err(|e| IdxError::Format(format!("bad gzip stream: {e}")))?;
     parse(&bytes)
 }
 

@@ -131,11 +131,11 @@ pub struct Split {
 }
 
 impl DataConfig {
-    /// The dataset's folder, with the bundled default filled in.
+    /// The dataset's folder, with the full Fashion-MNIST's default filled in; empty for the
+    /// bundled Fashion-MNIST test set, which is compiled into the library.
     pub fn resolved_root(&self) -> PathBuf {
         match self.dataset {
             _ if !self.root.as_os_str().is_empty() => self.root.clone(),
-            DatasetKind::FashionMnist => fashion_mnist::bundled_root(),
             // Where `dml data fetch fashion-mnist-full` puts it.
             DatasetKind::FashionMnistFull => cache_dir().join(self.dataset.name()),
             _ => self.root.clone(),
@@ -189,6 +189,8 @@ impl DataConfig {
                         ));
                     }
                     fashion_mnist::full_split(&root).map_err(grey_error)?
+                } else if root.as_os_str().is_empty() {
+                    fashion_mnist::zero_shot_split(&fashion_mnist::bundled())
                 } else {
                     let images = fashion_mnist::load(&root, "t10k").map_err(grey_error)?;
                     fashion_mnist::zero_shot_split(&images)
