@@ -28,6 +28,7 @@ pub struct EmbedArgs {
     /// Images per forward pass [default: the run's eval batch size].
     #[arg(long)]
     batch_size: Option<usize>,
+    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
 }

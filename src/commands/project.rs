@@ -25,6 +25,8 @@ pub struct ProjectArgs {
     /// Map this float32/float64 [n, d] .npy file instead.
     #[arg(long, value_name = "E.npy", conflicts_with = "run")]
     embeddings: Option<PathBuf>,
+    /// t-SNE (neighbourhoods kept, distances between clusters not) or PCA (the two directions of
+    /// largest variance, a linear map).
     #[arg(long, value_enum, default_value = "tsne")]
     method: Method,
     /// The float32 [n, 2] map to write.
@@ -39,6 +41,7 @@ pub struct ProjectArgs {
     /// t-SNE: iterations with exaggerated attraction at the start.
     #[arg(long, default_value_t = 250)]
     exaggeration_iterations: usize,
+    /// t-SNE: the factor on attraction during the exaggeration iterations.
     #[arg(long, default_value_t = 12.0)]
     early_exaggeration: f64,
     /// t-SNE: 0 picks max(n / early exaggeration, 50).

@@ -30,10 +30,12 @@ pub struct TrainArgs {
     /// Where the run's files go [default: runs/<date>_<time>].
     #[arg(long, value_name = "DIR")]
     run_dir: Option<PathBuf>,
-    /// Dataset: fashion-mnist (bundled), cub, cars, sop, inshop or folder.
+    /// Dataset: fashion-mnist (bundled), fashion-mnist-full (after `dml data fetch
+    /// fashion-mnist-full`), cub, cars, sop, inshop, folder or emoji.
     #[arg(long)]
     dataset: Option<String>,
-    /// The dataset's folder (default: the bundled Fashion-MNIST files).
+    /// The dataset's folder (fashion-mnist: the bundled test set unless given; fashion-mnist-full:
+    /// where `dml data fetch` puts it).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Leave out images that cannot be read (each is reported) instead of stopping.
@@ -64,8 +66,10 @@ pub struct TrainArgs {
     /// adam, adamw or sgd.
     #[arg(long)]
     optimizer: Option<String>,
+    /// Learning rate (the embedding head's; the backbone's is this × --backbone-lr-mult).
     #[arg(long)]
     lr: Option<f64>,
+    /// Weight decay: an L2 penalty added to the gradient (adam, sgd) or decoupled (adamw).
     #[arg(long)]
     weight_decay: Option<f64>,
     /// The backbone's learning rate is lr × this.
@@ -74,8 +78,10 @@ pub struct TrainArgs {
     /// Iterations at which the learning rate is multiplied by --lr-gamma, comma-separated.
     #[arg(long, value_delimiter = ',')]
     lr_steps: Option<Vec<u64>>,
+    /// The factor applied to the learning rate at each of --lr-steps.
     #[arg(long)]
     lr_gamma: Option<f64>,
+    /// Training iterations, one batch of P × K images each.
     #[arg(long)]
     iterations: Option<u64>,
     /// Evaluate on the test split every N iterations (0: only before and after).
@@ -84,9 +90,10 @@ pub struct TrainArgs {
     /// Write a resumable checkpoint every N iterations.
     #[arg(long, value_name = "N")]
     checkpoint_interval: Option<u64>,
+    /// Seed of the initial weights, the sampler, the augmentation and the loss's sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// auto, cpu, wgpu or cuda.
+    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
     #[arg(long)]
     backend: Option<BackendChoice>,
     /// Any config field: --set section.field=value (repeatable, applied last).

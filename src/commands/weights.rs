@@ -34,7 +34,9 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct ClassifyArgs {
+    /// A PyTorch (.pth, .pt) or .safetensors file with the ImageNet classification layer.
     file: PathBuf,
+    /// resnet18, resnet50, bn-inception or efficientnet-lite0: the network the file belongs to.
     #[arg(long)]
     backbone: BackboneKind,
     /// Image files.
