@@ -58,6 +58,15 @@ fn cub() {
     fs::remove_file(root.join("images.txt")).unwrap();
     assert_error(&check("cub", &root), "images.txt", "missing: a CUB-200-2011 root holds images.txt");
     fs::remove_dir_all(&root).unwrap();
+
+    // The folder the archive unpacks into, one level down from the root given.
+    let parent = scratch("cub-parent");
+    cub_tree(&parent.join("CUB_200_2011"));
+    let out = check("cub", &parent);
+    assert_error(&out, "images.txt", "missing: a CUB-200-2011 root holds images.txt");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/CUB_200_2011 does: pass that folder as the root"), "{stderr}");
+    fs::remove_dir_all(&parent).unwrap();
 }
 
 #[test]
@@ -88,27 +97,56 @@ fn stanford_online_products() {
     fs::remove_dir_all(&cub).unwrap();
 }
 
-#[test]
-fn in_shop() {
-    let root = scratch("inshop");
+/// In-Shop items 2 and 7 (train), 3 and 12 (query and gallery): `list_eval_partition.txt` in
+/// `list_dir`, the images its `img/...` paths name under `images_dir`. Returns the list's text.
+fn in_shop_tree(list_dir: &Path, images_dir: &Path) -> String {
     let mut lines = Vec::new();
     for (item, status, n) in [(2, "train", 3), (7, "train", 2), (3, "query", 2), (3, "gallery", 2), (12, "query", 1), (12, "gallery", 3)] {
         for k in 0..n {
             let rel = format!("img/WOMEN/Dresses/id_{item:08}/{k:02}_{status}.png");
-            image(&root.join(&rel), item as u8);
+            image(&images_dir.join(&rel), item as u8);
             lines.push(format!("{rel} id_{item:08} {status}"));
         }
     }
     let text = format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n"));
-    fs::write(root.join("list_eval_partition.txt"), &text).unwrap();
+    fs::create_dir_all(list_dir).unwrap();
+    fs::write(list_dir.join("list_eval_partition.txt"), &text).unwrap();
+    text
+}
+
+#[test]
+fn in_shop() {
+    let root = scratch("inshop");
+    let text = in_shop_tree(&root, &root);
     let out = stdout(&check("inshop", &root));
     assert!(out.contains("train 5 images in 2 classes; query 3 images in 2 classes; gallery 5 images in 2 classes"), "{out}");
+    assert!(out.contains("all 13 listed image files exist"), "{out}");
     assert!(out.contains("published split: 25,882 / 14,218 / 12,612"), "{out}");
-    fs::write(root.join("list_eval_partition.txt"), text.replacen(&lines.len().to_string(), "99", 1)).unwrap();
+    fs::write(root.join("list_eval_partition.txt"), text.replacen("13", "99", 1)).unwrap();
     assert_error(&check("inshop", &root), "list_eval_partition.txt", "declares 99 images but lists 13");
     fs::write(root.join("list_eval_partition.txt"), "1\nimage_name item_id evaluation_status\nimg/a.png id_1 validation\n").unwrap();
     assert_error(&check("inshop", &root), "list_eval_partition.txt", "unknown evaluation status `validation`");
+    fs::remove_file(root.join("list_eval_partition.txt")).unwrap();
+    assert_error(
+        &check("inshop", &root),
+        "list_eval_partition.txt",
+        "missing: an In-Shop root holds list_eval_partition.txt or Eval/list_eval_partition.txt",
+    );
     fs::remove_dir_all(&root).unwrap();
+
+    // The tree as published: the list in Eval/, img.zip unpacked in Img/.
+    let parent = scratch("inshop-published");
+    let published = parent.join("In-shop Clothes Retrieval Benchmark");
+    in_shop_tree(&published.join("Eval"), &published.join("Img"));
+    let out = stdout(&check("inshop", &published));
+    assert!(out.contains("train 5 images in 2 classes; query 3 images in 2 classes; gallery 5 images in 2 classes"), "{out}");
+    assert!(out.contains("all 13 listed image files exist"), "{out}");
+    fs::remove_file(published.join("Img/img/WOMEN/Dresses/id_00000012/02_gallery.png")).unwrap();
+    assert_error(&check("inshop", &published), "Img/img/WOMEN/Dresses/id_00000012/02_gallery.png", "missing");
+    let out = check("inshop", &parent);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("In-shop Clothes Retrieval Benchmark does: pass that folder as the root"), "{stderr}");
+    fs::remove_dir_all(&parent).unwrap();
 }
 
 #[test]

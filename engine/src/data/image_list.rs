@@ -65,23 +65,57 @@ impl ListError {
 
 /// Reads a dataset file that must exist, with an error that says which dataset expected it.
 pub(crate) fn read_file(root: &Path, name: &str, dataset: &str) -> Result<Vec<u8>, ListError> {
-    let path = root.join(name);
-    if !root.is_dir() {
-        return Err(ListError::new(root, "no such folder"));
-    }
-    std::fs::read(&path).map_err(|e| {
-        if path.exists() {
-            ListError::new(&path, e)
-        } else {
-            ListError::new(&path, format!("missing: a {dataset} root holds {name}"))
-        }
-    })
+    read_first(root, &[name], dataset).map(|(_, bytes)| bytes)
 }
 
 /// [`read_file`] for a text list.
 pub(crate) fn read_list(root: &Path, name: &str, dataset: &str) -> Result<String, ListError> {
-    String::from_utf8(read_file(root, name, dataset)?)
-        .map_err(|_| ListError::new(&root.join(name), "not UTF-8 text"))
+    read_first_list(root, &[name], dataset).map(|(_, text)| text)
+}
+
+/// Reads the first of `names` (paths under `root`) that exists, and says which one it was. When
+/// none does, the error names the dataset that expected them and, where a folder directly inside
+/// `root` holds one, that folder: the usual slip is passing the folder above the dataset's root.
+pub(crate) fn read_first(
+    root: &Path,
+    names: &[&str],
+    dataset: &str,
+) -> Result<(PathBuf, Vec<u8>), ListError> {
+    if !root.is_dir() {
+        return Err(ListError::new(root, "no such folder"));
+    }
+    let Some(path) = names.iter().map(|n| root.join(n)).find(|p| p.exists()) else {
+        let article = if dataset.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+        let mut message = format!("missing: {article} {dataset} root holds {}", names.join(" or "));
+        if let Some(inner) = inner_root(root, names) {
+            message.push_str(&format!("; {} does: pass that folder as the root", inner.display()));
+        }
+        return Err(ListError::new(&root.join(names[0]), message));
+    };
+    let bytes = std::fs::read(&path).map_err(|e| ListError::new(&path, e))?;
+    Ok((path, bytes))
+}
+
+/// [`read_first`] for a text list.
+pub(crate) fn read_first_list(
+    root: &Path,
+    names: &[&str],
+    dataset: &str,
+) -> Result<(PathBuf, String), ListError> {
+    let (path, bytes) = read_first(root, names, dataset)?;
+    let text = String::from_utf8(bytes).map_err(|_| ListError::new(&path, "not UTF-8 text"))?;
+    Ok((path, text))
+}
+
+/// The first folder (in sorted order) directly inside `root` that holds one of `names`.
+fn inner_root(root: &Path, names: &[&str]) -> Option<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    folders.into_iter().find(|f| names.iter().any(|n| f.join(n).is_file()))
 }
 
 /// Parses field `index` of a whitespace-separated line as an integer.

@@ -1,14 +1,23 @@
 //! In-Shop Clothes Retrieval: `list_eval_partition.txt` — a count line, a header line, then
-//! `<image_name> <item_id> <train|query|gallery>`; items are `id_00000001`-style ids.
+//! `<image_name> <item_id> <train|query|gallery>`; items are `id_00000001`-style ids. The
+//! published tree keeps the list in `Eval/` and the images (`img/...` in the list) in `Img/`;
+//! a root with the list and `img/` side by side works too.
 
 use std::path::{Path, PathBuf};
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_first_list};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
-    let name = "list_eval_partition.txt";
-    let text = read_list(root, name, "In-Shop")?;
-    let path = root.join(name);
+    let (path, text) = read_first_list(
+        root,
+        &["list_eval_partition.txt", "Eval/list_eval_partition.txt"],
+        "In-Shop",
+    )?;
+    let images_root = if !root.join("img").is_dir() && root.join("Img/img").is_dir() {
+        root.join("Img")
+    } else {
+        root.to_path_buf()
+    };
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let declared: usize = lines
         .next()
@@ -41,5 +50,5 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     if count != declared {
         return Err(ListError::new(&path, format!("declares {declared} images but lists {count}")));
     }
-    Ok(ImageDataset { root: root.to_path_buf(), train, test: TestSet::QueryGallery { query, gallery } })
+    Ok(ImageDataset { root: images_root, train, test: TestSet::QueryGallery { query, gallery } })
 }
