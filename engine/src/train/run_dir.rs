@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -182,21 +182,30 @@ impl RunDir {
             .map_err(|e| RunDirError::new(&path, e))
     }
 
+    /// The file's lines, in order. A last line without its newline that does not parse is being
+    /// written (a reader racing the trainer) or was torn by a crash in mid-write: it is left
+    /// out, and a resumed run's [`truncate_metrics_after`](Self::truncate_metrics_after) drops it.
     pub fn metrics(&self) -> Result<Vec<MetricsLine>, RunDirError> {
         let path = self.metrics_path();
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        let file = fs::File::open(&path).map_err(|e| RunDirError::new(&path, e))?;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RunDirError::new(&path, e)),
+        };
+        let segments: Vec<&str> = text.split('\n').collect();
+        let unterminated = segments.len() - 1;
         let mut lines = Vec::new();
-        for (number, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| RunDirError::new(&path, e))?;
+        for (number, line) in segments.into_iter().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str(&line)
-                .map_err(|e| RunDirError::new(&path, format!("line {}: {e}", number + 1)))?;
-            lines.push(parsed);
+            match serde_json::from_str(line) {
+                Ok(parsed) => lines.push(parsed),
+                Err(_) if number == unterminated => {}
+                Err(e) => {
+                    return Err(RunDirError::new(&path, format!("line {}: {e}", number + 1)));
+                }
+            }
         }
         Ok(lines)
     }
@@ -274,6 +283,32 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(run.config().unwrap(), TrainConfig::default());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_torn_in_mid_write_is_left_out_and_dropped_on_resume() {
+        let dir = std::env::temp_dir().join(format!("dml-rundir-torn-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
+        for i in 1..=3 {
+            run.append(&MetricsLine::Train { iteration: i, loss: 0.5, lr: 1e-3 }).unwrap();
+        }
+        let mut file = fs::OpenOptions::new().append(true).open(run.metrics_path()).unwrap();
+        file.write_all(br#"{"iteration":4,"lo"#).unwrap();
+        let iterations = |run: &RunDir| {
+            run.metrics().unwrap().iter().map(MetricsLine::iteration).collect::<Vec<_>>()
+        };
+        assert_eq!(iterations(&run), vec![1, 2, 3]);
+        run.truncate_metrics_after(3).unwrap();
+        run.append(&MetricsLine::Train { iteration: 4, loss: 0.25, lr: 1e-3 }).unwrap();
+        assert_eq!(iterations(&run), vec![1, 2, 3, 4]);
+
+        // A bad line with lines after it is not a torn write: the file is damaged.
+        let text = fs::read_to_string(run.metrics_path()).unwrap();
+        fs::write(run.metrics_path(), text.replacen(r#""loss""#, r#""lo"#, 2)).unwrap();
+        let err = run.metrics().unwrap_err();
+        assert!(err.message.starts_with("line 1: "), "{}", err.message);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
