@@ -158,6 +158,8 @@ fn image_folder() {
         }
     }
     fs::write(root.join("dog").join("notes.txt"), "not an image").unwrap();
+    fs::write(root.join("dog").join("._0.png"), "macOS metadata, named like an image").unwrap();
+    image(&root.join(".ipynb_checkpoints").join("0.png"), 0);
     let out = stdout(&check("folder", &root));
     // Five classes in sorted order: cat, dog train; emu, yak, zebu test.
     assert!(out.contains("train 5 images in 2 classes; test 5 images in 3 classes"), "{out}");

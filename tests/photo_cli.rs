@@ -101,6 +101,12 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
     let dir = scratch("photo-folder");
     let root = dir.join("photos");
     folder_tree(&root);
+    // Leftovers of other tools, which are neither classes nor images: a notebook's checkpoint
+    // folder and macOS's metadata files, named like images but not images.
+    let checkpoints = root.join(".ipynb_checkpoints");
+    fs::create_dir_all(&checkpoints).unwrap();
+    fs::copy(root.join("d/0.jpg"), checkpoints.join("0.jpg")).unwrap();
+    fs::write(root.join("d/._0.jpg"), b"\x00\x05\x16\x07 AppleDouble").unwrap();
     let run_dir = dir.join("run");
     let out = train(&root, "folder", &run_dir, &[]);
     ok(&out);

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
-use dml_engine::data::folder::is_image;
+use dml_engine::data::folder::{is_hidden, is_image};
 use dml_engine::npy;
 
 use super::progress::Progress;
@@ -45,7 +45,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
         .map(|entry| entry.map(|e| e.path()).map_err(|e| CliError::at(path, e)))
         .collect::<Result<_, _>>()?;
     entries.sort();
-    for entry in entries {
+    for entry in entries.into_iter().filter(|e| !is_hidden(e)) {
         if entry.is_dir() {
             collect(&entry, out)?;
         } else if is_image(&entry) {

@@ -6,12 +6,20 @@ use std::path::{Path, PathBuf};
 use super::image_list::{ImageDataset, ImageList, ListError, TestSet};
 
 /// File extensions read as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "gif", "webp"];
 
 pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// A name starting with a dot: tools' leftovers such as `.ipynb_checkpoints/` or macOS's `._x.jpg`
+/// (metadata with an image's extension), never a class or an image of the dataset.
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, ListError> {
@@ -29,7 +37,7 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     }
     let classes: Vec<PathBuf> = sorted_entries(root)?
         .into_iter()
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !is_hidden(p))
         .collect();
     if classes.len() < 2 {
         return Err(ListError::new(
@@ -45,7 +53,7 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     for (label, class) in classes.iter().enumerate() {
         let images: Vec<PathBuf> = sorted_entries(class)?
             .into_iter()
-            .filter(|p| p.is_file() && is_image(p))
+            .filter(|p| p.is_file() && is_image(p) && !is_hidden(p))
             .collect();
         if images.is_empty() {
             return Err(ListError::new(class, "class folder without images"));
