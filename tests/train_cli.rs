@@ -247,6 +247,8 @@ fn bad_input_gives_one_error_line() {
 
     assert_error(&run(&["train", "--run-dir", rd, "--loss", "hinge"]), "", "unknown variant `hinge`");
     assert_error(&run(&["train", "--run-dir", rd, "--lr=-1"]), "", "optimizer.lr");
+    assert_error(&run(&["train", "--run-dir", rd, "--lr", "-1"]), "", "optimizer.lr = -1: must be positive");
+    assert_error(&run(&["train", "--run-dir", rd, "--weight-decay", "-0.1"]), "", "optimizer.weight_decay = -0.1: must be ≥ 0");
     assert_error(&run(&["train", "--run-dir", rd, "--set", "sampler.q=3"]), "", "unknown field `q`");
     assert_error(&run(&["train", "--run-dir", rd, "--dataset", "imagenet"]), "", "unknown variant `imagenet`");
     assert!(!run_dir.exists(), "a rejected config must not leave a run folder");

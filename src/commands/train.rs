@@ -67,19 +67,19 @@ pub struct TrainArgs {
     #[arg(long)]
     optimizer: Option<String>,
     /// Learning rate (the embedding head's; the backbone's is this × --backbone-lr-mult).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Weight decay: an L2 penalty added to the gradient (adam, sgd) or decoupled (adamw).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// The backbone's learning rate is lr × this.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     backbone_lr_mult: Option<f64>,
     /// Iterations at which the learning rate is multiplied by --lr-gamma, comma-separated.
     #[arg(long, value_delimiter = ',')]
     lr_steps: Option<Vec<u64>>,
     /// The factor applied to the learning rate at each of --lr-steps.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr_gamma: Option<f64>,
     /// Training iterations, one batch of P × K images each.
     #[arg(long)]
