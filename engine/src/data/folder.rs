@@ -43,8 +43,9 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
         return Err(ListError::new(
             root,
             format!(
-                "{} class folders; an image folder dataset needs at least 2 (one sub-folder per class)",
-                classes.len()
+                "{} class folder{}; an image folder dataset needs at least 2 (one sub-folder per class)",
+                classes.len(),
+                if classes.len() == 1 { "" } else { "s" }
             ),
         ));
     }

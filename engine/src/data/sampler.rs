@@ -35,7 +35,10 @@ pub struct PkSampler {
 pub enum SamplerError {
     #[error("P×K sampling needs P ≥ 1 and K ≥ 1, got P = {0}, K = {1}")]
     Empty(usize, usize),
-    #[error("P = {p} classes per batch, but the training split has only {classes} classes")]
+    #[error(
+        "P = {p} classes per batch, but the training split has only {classes} class{}",
+        if *classes == 1 { "" } else { "es" }
+    )]
     TooFewClasses { p: usize, classes: usize },
 }
 
