@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dml_engine::backend::BackendChoice;
-use dml_engine::data::folder::{is_hidden, is_image};
+use dml_engine::data::folder::{is_image, visible_entries};
 use dml_engine::npy;
 
 use super::progress::Progress;
@@ -28,8 +28,7 @@ pub struct EmbedArgs {
     /// Images per forward pass [default: the run's eval batch size].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, help = super::BACKEND_HELP, default_value = "auto")]
     backend: BackendChoice,
 }
 
@@ -40,12 +39,8 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| CliError::at(path, e))?
-        .map(|entry| entry.map(|e| e.path()).map_err(|e| CliError::at(path, e)))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for entry in entries.into_iter().filter(|e| !is_hidden(e)) {
+    let entries = visible_entries(path).map_err(|e| CliError::at(&e.path, e.message))?;
+    for entry in entries {
         if entry.is_dir() {
             collect(&entry, out)?;
         } else if is_image(&entry) {

@@ -16,16 +16,20 @@ pub fn is_image(path: &Path) -> bool {
 
 /// A name starting with a dot: tools' leftovers such as `.ipynb_checkpoints/` or macOS's `._x.jpg`
 /// (metadata with an image's extension), never a class or an image of the dataset.
-pub fn is_hidden(path: &Path) -> bool {
+fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with('.'))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, ListError> {
+/// The entries of `dir` in sorted order, without hidden ones.
+pub fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>, ListError> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| ListError::new(dir, e))? {
-        entries.push(entry.map_err(|e| ListError::new(dir, e))?.path());
+        let path = entry.map_err(|e| ListError::new(dir, e))?.path();
+        if !is_hidden(&path) {
+            entries.push(path);
+        }
     }
     entries.sort();
     Ok(entries)
@@ -35,9 +39,9 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     if !root.is_dir() {
         return Err(ListError::new(root, "no such folder"));
     }
-    let classes: Vec<PathBuf> = sorted_entries(root)?
+    let classes: Vec<PathBuf> = visible_entries(root)?
         .into_iter()
-        .filter(|p| p.is_dir() && !is_hidden(p))
+        .filter(|p| p.is_dir())
         .collect();
     if classes.len() < 2 {
         return Err(ListError::new(
@@ -52,9 +56,9 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let half = classes.len() / 2;
     let (mut train, mut test) = (ImageList::default(), ImageList::default());
     for (label, class) in classes.iter().enumerate() {
-        let images: Vec<PathBuf> = sorted_entries(class)?
+        let images: Vec<PathBuf> = visible_entries(class)?
             .into_iter()
-            .filter(|p| p.is_file() && is_image(p) && !is_hidden(p))
+            .filter(|p| p.is_file() && is_image(p))
             .collect();
         if images.is_empty() {
             return Err(ListError::new(class, "class folder without images"));
