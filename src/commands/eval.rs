@@ -34,8 +34,7 @@ pub struct EvalArgs {
     /// Leave out test images that cannot be read (each is reported) instead of stopping.
     #[arg(long)]
     skip_bad_images: bool,
-    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, help = super::BACKEND_HELP, default_value = "auto")]
     backend: BackendChoice,
 }
 

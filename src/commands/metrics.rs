@@ -35,8 +35,7 @@ pub struct MetricsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, help = super::BACKEND_HELP, default_value = "auto")]
     backend: BackendChoice,
 }
 

@@ -26,6 +26,10 @@ use dml_engine::train::{EmbedError, Embedded, RunDir, TrainConfig, embed_test, l
 use crate::error::CliError;
 use progress::ImageCountBar;
 
+/// The `--backend` flag's help, the same for every command that computes.
+const BACKEND_HELP: &str =
+    "auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature)";
+
 /// A trained run's model (in inference mode) with its config.
 pub struct LoadedRun {
     pub config: TrainConfig,

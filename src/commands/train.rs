@@ -93,8 +93,7 @@ pub struct TrainArgs {
     /// Seed of the initial weights, the sampler, the augmentation and the loss's sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature).
-    #[arg(long)]
+    #[arg(long, help = super::BACKEND_HELP)]
     backend: Option<BackendChoice>,
     /// Any config field: --set section.field=value (repeatable, applied last).
     #[arg(long = "set", value_name = "KEY=VALUE")]
