@@ -197,18 +197,6 @@ impl Default for OptimizerConfig {
     }
 }
 
-impl OptimizerConfig {
-    /// The learning rate of the head after `iteration` completed iterations.
-    pub fn lr_at(&self, iteration: u64) -> f64 {
-        let decays = self
-            .lr_steps
-            .iter()
-            .filter(|&&step| iteration >= step)
-            .count();
-        self.lr * self.lr_gamma.powi(decays as i32)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod config;
 mod evaluation;
+mod optimizer;
 mod run_dir;
 mod trainer;
 

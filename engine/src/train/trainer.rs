@@ -1,9 +1,7 @@
 //! One training run in memory: model, optimiser, loss, sampler and data, advanced a step at a time.
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, OptimizerRecord, SgdConfig};
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use std::collections::{BTreeSet, VecDeque};
@@ -11,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, TrainState};
-use super::config::{OptimizerConfig, OptimizerKind, TrainConfig};
+use super::config::TrainConfig;
 use super::evaluation::{EmbedError, EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
 use crate::data::{
@@ -81,30 +79,6 @@ pub struct Trainer {
     iteration: u64,
 }
 
-fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.name {
-        // ε as in PyTorch, whose reference runs these defaults reproduce.
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_epsilon(1e-8)
-            .with_weight_decay(decay)
-            .init(),
-        OptimizerKind::Adamw => AdamWConfig::new()
-            .with_epsilon(1e-8)
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_weight_decay(decay)
-            .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-            }))
-            .init(),
-    }
-}
-
 impl Trainer {
     /// A fresh run: the model initialised from the run's seed, its backbone then from
     /// `model.pretrained` where the config names a file.
@@ -139,7 +113,7 @@ impl Trainer {
         Ok(Self {
             config: config.clone(),
             loss: config.loss.init(&device),
-            optimizer: optimizer(&config.optimizer),
+            optimizer: config.optimizer.init(),
             model: Some(model),
             device,
             sampler,
