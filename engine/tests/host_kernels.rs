@@ -1,6 +1,6 @@
 //! The host kernels agree with Burn's own operations on the CPU backend: convolution and
 //! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max and average
-//! pooling, values and the gradients of every input.
+//! pooling, values and the gradients of every input; conv + batch norm in inference.
 
 use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
 use dml_engine::burn::tensor::ops::ConvOptions;
@@ -247,5 +247,38 @@ fn avg_pool_matches_burn_avg_pool() {
         let pool = config.init();
         assert!(Pooling::of_avg_pool(&pool).is_some(), "{name}: the host kernel covers it");
         compare_pooling(name, |x| avg_pool(&pool, x), |x| pool.forward(x));
+    }
+}
+
+/// In inference (no autodiff) a conv + batch norm unit on the CPU backend runs the host kernels
+/// and normalises with the running statistics, as Burn's modules do there: a module still flagged
+/// for training, one from `valid()`, with ReLU and without.
+#[test]
+fn conv_bn_in_inference_matches_burn_modules_with_running_statistics() {
+    use dml_engine::burn::module::{Module, Param, RunningState};
+    use dml_engine::model::{ConvBn, ConvSpec};
+
+    let device = Device::flex();
+    let trained = |device: &Device| {
+        let mut unit = ConvBn::new(ConvSpec::new(6, 5, 3), device);
+        let channels = 5;
+        let random = |mean, spread| Tensor::<1>::random([channels], Distribution::Normal(mean, spread), device);
+        unit.norm.gamma = Param::from_tensor(random(1.0, 0.5));
+        unit.norm.beta = Param::from_tensor(random(0.0, 0.5));
+        unit.norm.running_mean = RunningState::new(random(0.3, 1.0));
+        unit.norm.running_var = RunningState::new(Tensor::random([channels], Distribution::Uniform(0.5, 4.0), device));
+        unit
+    };
+    let x = Tensor::<4>::random([4, 6, 9, 7], Distribution::Normal(0.0, 1.5), &device);
+    let units = [("flagged for training", trained(&device)), ("valid()", trained(&device.clone().autodiff()).valid())];
+    for (what, unit) in units {
+        let burn = unit.norm.forward(unit.conv.forward(x.clone()));
+        close(unit.forward(x.clone()), relu(burn.clone()), &format!("{what}: conv + batch norm + ReLU"));
+        close(unit.forward_linear(x.clone()), burn.clone(), &format!("{what}: conv + batch norm"));
+        // Normalised with the batch's own statistics, the output would be far from this one.
+        let y = unit.conv.forward(x.clone());
+        let with_batch_statistics = batch_norm_clamp(y.clone(), unit.norm.gamma.val(), unit.norm.beta.val(), batch_stats(y), unit.norm.epsilon, Clamp::RELU);
+        let gap = (unit.forward(x.clone()) - with_batch_statistics).abs().max().into_scalar::<f32>();
+        assert!(gap > 0.1, "{what}: the output is that of batch statistics (max |difference| {gap})");
     }
 }

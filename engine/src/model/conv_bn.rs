@@ -120,18 +120,18 @@ impl ConvBn {
     }
 }
 
-/// Whether batch norm runs as [`host_batch_norm`]: on the CPU backend under autodiff (training),
-/// where Burn's generic batch norm costs several passes and copies per layer.
+/// Whether batch norm runs as [`host_batch_norm`]: on the CPU backend, in training and in
+/// inference, where Burn's generic batch norm costs several passes and copies per layer.
 pub(super) fn normalises_on_host(device: &Device) -> bool {
-    device.is_autodiff() && selects_on_host(device)
+    selects_on_host(device)
 }
 
 /// Batch norm followed by `clamp` as one host kernel, in the mode Burn's `BatchNorm` would take:
 /// in training, the batch statistics, and the running ones updated as Burn does; frozen
-/// ([`ConvBn::frozen`]), the running statistics, left as they are.
+/// ([`ConvBn::frozen`]) or in inference (no autodiff), the running statistics, left as they are.
 pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {
     let device = y.device();
-    if !norm.training.is_enabled() {
+    if !(device.is_autodiff() && norm.training.is_enabled()) {
         let running = Tensor::stack::<2>(
             vec![
                 norm.running_mean.value().to_device(&device),
