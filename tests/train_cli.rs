@@ -202,13 +202,19 @@ fn interrupt_then_resume(dir: &Path, name: &str, signal: &str, reference: &Path)
 
     let out = run(&["train", "--resume", run_dir.to_str().unwrap()]);
     assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    assert_same_run(&run_dir, reference, name);
+}
+
+/// `run_dir` ended with the test embeddings and evaluations of the 16-iteration `reference`,
+/// every iteration logged exactly once.
+fn assert_same_run(run_dir: &Path, reference: &Path, name: &str) {
     assert_eq!(
         fs::read(run_dir.join("embeddings.npy")).unwrap(),
         fs::read(reference.join("embeddings.npy")).unwrap(),
         "{name}: the resumed run's test embeddings differ from the uninterrupted run's"
     );
-    assert_eq!(evals(&run_dir), evals(reference), "{name}: evaluation lines");
-    let iterations: Vec<u64> = metrics(&run_dir)
+    assert_eq!(evals(run_dir), evals(reference), "{name}: evaluation lines");
+    let iterations: Vec<u64> = metrics(run_dir)
         .iter()
         .filter(|v| v.get("loss").is_some())
         .map(|v| v["iteration"].as_u64().unwrap())
@@ -223,7 +229,29 @@ fn interrupted_runs_resume_to_the_uninterrupted_result() {
         train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
     interrupt_then_resume(&dir, "ctrl-c", "-INT", &reference);
     interrupt_then_resume(&dir, "killed", "-KILL", &reference);
+    resume_with_more_iterations(&dir, &reference);
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A finished 8-iteration run resumed with `--iterations 16` ends where a 16-iteration run ends.
+fn resume_with_more_iterations(dir: &Path, reference: &Path) {
+    let run_dir = train(dir, "extended", &["--iterations", "8", "--eval-interval", "8", "--checkpoint-interval", "4"]);
+    let path = run_dir.to_str().unwrap();
+    let out = run(&["train", "--resume", path, "--iterations", "4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--iterations 4: the run has already trained 8 iterations"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["train", "--resume", path, "--iterations", "16", "--lr", "0.1"]);
+    assert_eq!(out.status.code(), Some(2), "only --backend and --iterations may change");
+
+    let out = run(&["train", "--resume", path, "--iterations", "16"]);
+    assert!(out.status.success(), "extending failed: {}", text(&out.stderr));
+    assert_same_run(&run_dir, reference, "extended 8 → 16");
+    let config = fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(config.contains("iterations = 16"), "config.toml keeps the new length:\n{config}");
 }
 
 #[test]

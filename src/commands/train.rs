@@ -24,7 +24,8 @@ pub struct TrainArgs {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
-    /// Continue the run in this folder from its last checkpoint.
+    /// Continue the run in this folder from its last checkpoint (with --iterations: to that many
+    /// iterations, also past the run's planned end).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir"])]
     resume: Option<PathBuf>,
     /// Where the run's files go [default: runs/<date>_<time>].
@@ -218,10 +219,11 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let (run_dir, config, checkpoint) = match &args.resume {
         Some(dir) => {
             let given = args.overrides();
-            if given.iter().any(|o| !o.starts_with("run.backend=")) || args.loss.is_some() {
+            let may_change = |o: &String| o.starts_with("run.backend=") || o.starts_with("run.iterations=");
+            if !given.iter().all(may_change) || args.loss.is_some() {
                 return Err(CliError::at(
                     dir,
-                    "--resume continues the run's own config.toml; only --backend may change",
+                    "--resume continues the run's own config.toml; only --backend and --iterations may change",
                 ));
             }
             let run = RunDir::open(dir).map_err(|e| CliError::at(&e.path, e.message))?;
@@ -231,6 +233,19 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             }
             let path = run.checkpoint_path();
             let checkpoint = Checkpoint::load(&path).map_err(|e| CliError::at(&path, e))?;
+            if let Some(iterations) = args.iterations.filter(|&n| n != config.run.iterations) {
+                let done = checkpoint.state.iteration;
+                if iterations < done {
+                    return Err(CliError::at(
+                        dir,
+                        format!("--iterations {iterations}: the run has already trained {done} iterations"),
+                    ));
+                }
+                // A longer (or shorter, not yet reached) run: the same steps as a run configured
+                // that way from the start, since nothing else depends on the total.
+                config.run.iterations = iterations;
+                run.rewrite_config(&config).map_err(|e| CliError::at(&e.path, e.message))?;
+            }
             (run, config, Some(checkpoint))
         }
         None => {

@@ -108,6 +108,12 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Replaces `config.toml` (atomically), as when a resumed run is given more iterations.
+    pub fn rewrite_config(&self, config: &TrainConfig) -> Result<(), RunDirError> {
+        write_atomically(&self.config_path(), config.to_toml().as_bytes())
+            .map_err(|e| RunDirError::new(&self.config_path(), e))
+    }
+
     /// An existing run.
     pub fn open(path: &Path) -> Result<Self, RunDirError> {
         if !path.is_dir() {
