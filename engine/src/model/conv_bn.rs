@@ -91,15 +91,9 @@ impl ConvBn {
     fn run(&self, x: Tensor<4>, activate: bool) -> Tensor<4> {
         let device = x.device();
         let norm = &self.norm;
-        let finish = |y: Tensor<4>| {
-            if activate {
-                relu(norm.forward(y))
-            } else {
-                norm.forward(y)
-            }
-        };
         if !selects_on_host(&device) {
-            return finish(self.conv.forward(x));
+            let y = norm.forward(self.conv.forward(x));
+            return if activate { relu(y) } else { y };
         }
         let weight = self.conv.weight.val();
         let bias = match &self.conv.bias {
@@ -113,20 +107,12 @@ impl ConvBn {
             self.conv.stride,
             padding(&self.conv.padding),
         );
-        if !normalises_on_host(&device) {
-            return finish(y);
-        }
         host_batch_norm(norm, y, if activate { Clamp::RELU } else { Clamp::NONE })
     }
 }
 
-/// Whether batch norm runs as [`host_batch_norm`]: on the CPU backend, in training and in
-/// inference, where Burn's generic batch norm costs several passes and copies per layer.
-pub(super) fn normalises_on_host(device: &Device) -> bool {
-    selects_on_host(device)
-}
-
-/// Batch norm followed by `clamp` as one host kernel, in the mode Burn's `BatchNorm` would take:
+/// Batch norm followed by `clamp` as one host kernel (on the CPU backend, where Burn's generic
+/// batch norm costs several passes and copies per layer), in the mode Burn's `BatchNorm` would take:
 /// in training, the batch statistics, and the running ones updated as Burn does; frozen
 /// ([`ConvBn::frozen`]) or in inference (no autodiff), the running statistics, left as they are.
 pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {

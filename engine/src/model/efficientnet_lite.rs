@@ -10,7 +10,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::backend::selects_on_host;
-use super::conv_bn::{host_batch_norm, normalises_on_host};
+use super::conv_bn::host_batch_norm;
 use crate::kernels::{Clamp, host_conv2d, host_depthwise_conv2d};
 
 /// One stage of MBConv blocks: `(repeats, kernel, stride of the first block, expansion, output
@@ -105,7 +105,7 @@ impl SameConvBn {
                 self.conv.forward(x)
             }
         };
-        if on_host && normalises_on_host(&device) {
+        if on_host {
             return host_batch_norm(&self.norm, y, if activate { Clamp::RELU6 } else { Clamp::NONE });
         }
         let y = self.norm.forward(y);
