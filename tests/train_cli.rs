@@ -247,6 +247,12 @@ fn resume_with_more_iterations(dir: &Path, reference: &Path) {
     let out = run(&["train", "--resume", path, "--iterations", "16", "--lr", "0.1"]);
     assert_eq!(out.status.code(), Some(2), "only --backend and --iterations may change");
 
+    // A preview of the extended config leaves the run as it is.
+    let out = run(&["train", "--resume", path, "--iterations", "16", "--print-config"]);
+    assert!(text(&out.stdout).contains("iterations = 16"), "{}", text(&out.stdout));
+    let config = fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(config.contains("iterations = 8"), "--print-config changed config.toml:\n{config}");
+
     let out = run(&["train", "--resume", path, "--iterations", "16"]);
     assert!(out.status.success(), "extending failed: {}", text(&out.stderr));
     assert_same_run(&run_dir, reference, "extended 8 → 16");

@@ -244,7 +244,9 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 // A longer (or shorter, not yet reached) run: the same steps as a run configured
                 // that way from the start, since nothing else depends on the total.
                 config.run.iterations = iterations;
-                run.rewrite_config(&config).map_err(|e| CliError::at(&e.path, e.message))?;
+                if !args.print_config {
+                    run.rewrite_config(&config).map_err(|e| CliError::at(&e.path, e.message))?;
+                }
             }
             (run, config, Some(checkpoint))
         }
