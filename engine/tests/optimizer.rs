@@ -94,9 +94,12 @@ fn check(name: OptimizerKind, weight_decay: f64, momentum: f64) {
     };
     let what = format!("{name:?}, weight decay {weight_decay}, momentum {momentum}");
     let device = Device::flex().autodiff();
-    let initial = TensorData::new(W0.iter().map(|&x| x as f32).collect::<Vec<_>>(), [W0.len()]);
+    let vector = |v: &[f64]| {
+        let values: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [v.len()]), &device)
+    };
     let mut point = Point {
-        w: Param::from_tensor(Tensor::from_data(initial, &device)),
+        w: Param::from_tensor(vector(&W0)),
     };
     let mut optimizer = config.init();
     let mut reference = Reference {
@@ -105,14 +108,7 @@ fn check(name: OptimizerKind, weight_decay: f64, momentum: f64) {
         v: vec![0.0; W0.len()],
         t: 0,
     };
-    let a = Tensor::<1>::from_data(
-        TensorData::new(A.iter().map(|&x| x as f32).collect::<Vec<_>>(), [A.len()]),
-        &device,
-    );
-    let t = Tensor::<1>::from_data(
-        TensorData::new(T.iter().map(|&x| x as f32).collect::<Vec<_>>(), [T.len()]),
-        &device,
-    );
+    let (a, t) = (vector(&A), vector(&T));
     for k in 0..12u64 {
         let lr = config.lr_at(k);
         assert_eq!(
