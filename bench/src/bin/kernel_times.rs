@@ -6,11 +6,16 @@
 //! `kernel_times [REPS] resnet18`: instead, each distinct convolution of ResNet-18 at batch 32
 //! of 224×224 photos, forward and backward, with its count in the network and GFLOP/s, and its
 //! stem's max pool.
+//!
+//! GFLOP/s count a direct convolution's multiply-adds, also for the layers that run by
+//! Winograd's algorithm (fewer actual operations); those layers also show the im2col kernel's
+//! times, the baseline the algorithm replaced.
 
 use std::time::Instant;
 
 use dml_engine::kernels::batch_norm::{self, BnShape, Clamp};
 use dml_engine::kernels::conv2d::{self, ConvGeometry};
+use dml_engine::kernels::winograd;
 use dml_engine::kernels::max_pool;
 use dml_engine::kernels::pooling::Pooling;
 
@@ -30,6 +35,17 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[reps / 2]
+}
+
+/// For a convolution that runs by Winograd's algorithm, the im2col kernel's forward and backward
+/// times on the same data; empty for the others.
+fn im2col_times(reps: usize, g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, gy: &[f32], want_input: bool) -> String {
+    if !winograd::applies(g) {
+        return String::new();
+    }
+    let fwd = median_ms(reps, || drop(conv2d::im2col_forward(g, x, w, b)));
+    let bwd = median_ms(reps, || drop(conv2d::im2col_backward(g, x, w, gy, want_input)));
+    format!(" [Winograd; im2col: fwd {fwd:.2} ms, bwd {bwd:.2} ms]")
 }
 
 /// ResNet-18's convolutions at 224 × 224: (count, in, out, input size, kernel, stride, padding).
@@ -61,10 +77,11 @@ fn resnet18_convolutions(reps: usize) {
         let flops = 2.0 * (batch * co * g.out_height() * g.out_width() * ci * k * k) as f64;
         total += count as f64 * (fwd + bwd);
         println!(
-            "{count} × {ci}→{co} {size}² {k}×{k}/{stride}: fwd {fwd:.1} ms ({:.0} GFLOP/s), bwd {bwd:.1} ms ({:.0} GFLOP/s); × {count}: {:.0} ms",
+            "{count} × {ci}→{co} {size}² {k}×{k}/{stride}: fwd {fwd:.1} ms ({:.0} GFLOP/s), bwd {bwd:.1} ms ({:.0} GFLOP/s); × {count}: {:.0} ms{}",
             flops / fwd / 1e6,
             flops * if want_input { 2.0 } else { 1.0 } / bwd / 1e6,
-            count as f64 * (fwd + bwd)
+            count as f64 * (fwd + bwd),
+            im2col_times(reps, &g, &x, &w, None, &gy, want_input)
         );
     }
     println!("all convolutions of a step: {total:.0} ms");
@@ -114,10 +131,11 @@ fn main() {
         let sum = fwd + bwd + bn_stats + bn_fwd + bn_bwd + pool.0 + pool.1;
         total += sum;
         println!(
-            "conv{} {ci}→{co} {size}²: conv fwd {fwd:.2} ms ({:.0} GFLOP/s), bwd {bwd:.2} ms ({:.0} GFLOP/s); bn stats {bn_stats:.2}, fwd {bn_fwd:.2}, bwd {bn_bwd:.2}; pool {:.2} / {:.2}; sum {sum:.2} ms",
+            "conv{} {ci}→{co} {size}²: conv fwd {fwd:.2} ms ({:.0} GFLOP/s), bwd {bwd:.2} ms ({:.0} GFLOP/s){}; bn stats {bn_stats:.2}, fwd {bn_fwd:.2}, bwd {bn_bwd:.2}; pool {:.2} / {:.2}; sum {sum:.2} ms",
             l + 1,
             flops / fwd / 1e6,
             flops * if l > 0 { 2.0 } else { 1.0 } / bwd / 1e6,
+            im2col_times(reps, &g, &x, &w, Some(&b), &gy, l > 0),
             pool.0,
             pool.1
         );

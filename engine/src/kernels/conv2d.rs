@@ -1,4 +1,5 @@
-//! 2-D convolution (NCHW, f32, one group) on the host as im2col + GEMM, forward and backward.
+//! 2-D convolution (NCHW, f32, one group) on the host as im2col + GEMM, forward and backward;
+//! 3 × 3 convolutions that keep the image size go to [`super::winograd`].
 //!
 //! Burn's CPU backend differentiates convolutions with generic fallbacks (a transposed
 //! convolution for the input gradient, a convolution over the batch axis for the weight
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{par_written, with_scratch, zeroed};
+use super::{par_written, winograd, with_scratch, zeroed};
 
 /// The largest im2col matrix built whole (4 MB); larger ones are built in blocks of output rows
 /// (see [`ConvGeometry::rows_per_block`]).
@@ -286,7 +287,7 @@ fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], rows: Range<usize>, i
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major with `dst`'s rows `dst_rs` apart, and
 /// explicit strides for transposes.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+pub(super) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
     assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
     // SAFETY: `dst` holds the m rows of n values, initialised.
     unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
@@ -349,7 +350,7 @@ unsafe fn gemm_into(
 
 /// Σ values in eight interleaved f32 lanes, then across: a dependent chain of adds would wait
 /// on each add's latency.
-fn lane_sum(values: &[f32]) -> f32 {
+pub(super) fn lane_sum(values: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = values.chunks_exact(8);
     let rest: f32 = chunks.remainder().iter().sum();
@@ -384,8 +385,17 @@ fn block_columns<'a>(g: &ConvGeometry, image: &'a [f32], rows: Range<usize>, col
     (&col[..g.patch() * block], block)
 }
 
-/// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`.
+/// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`. The
+/// convolutions that [`winograd::applies`] to run by Winograd's algorithm, the others by im2col.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::forward(g, x, weight, bias);
+    }
+    im2col_forward(g, x, weight, bias)
+}
+
+/// [`forward`] by im2col + GEMM, whatever the geometry.
+pub fn im2col_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     forward_in_blocks(g, g.rows_per_block(), x, weight, bias)
 }
 
@@ -419,6 +429,14 @@ fn forward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight:
 /// Gradients of [`forward`] from the output gradient `gy` (`[n, co, oh, ow]`):
 /// `(input gradient if wanted, weight gradient, bias gradient)`.
 pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    if winograd::applies(g) {
+        return winograd::backward(g, x, weight, gy, want_input, chunk_len(g.batch));
+    }
+    im2col_backward(g, x, weight, gy, want_input)
+}
+
+/// [`backward`] by im2col + GEMM, whatever the geometry.
+pub fn im2col_backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     backward_in_blocks(g, g.rows_per_block(), x, weight, gy, want_input)
 }
 
@@ -482,12 +500,12 @@ fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::test_values as values;
 
     /// Direct convolution in f64, the definition itself.
-    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+    pub(in crate::kernels) fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
         let (oh, ow) = (g.out_height(), g.out_width());
         let mut y = vec![0.0f64; g.batch * g.channels_out * oh * ow];
         for n in 0..g.batch {
@@ -560,7 +578,7 @@ mod tests {
                     assert!((*a as f64 - e).abs() < 1e-5, "{g:?} in blocks of {rows} rows: {a} vs {e}");
                 }
             }
-            assert_eq!(forward(&g, &x, &w, Some(&b)), forward_in_blocks(&g, g.out_height(), &x, &w, Some(&b)), "small images are built whole");
+            assert_eq!(im2col_forward(&g, &x, &w, Some(&b)), forward_in_blocks(&g, g.out_height(), &x, &w, Some(&b)), "small images are built whole");
         }
     }
 

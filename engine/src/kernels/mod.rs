@@ -12,6 +12,7 @@ mod host_max_pool;
 pub mod max_pool;
 pub mod pooling;
 mod simd;
+pub mod winograd;
 
 use std::mem::MaybeUninit;
 
