@@ -185,17 +185,17 @@ fn sub_from(out: &mut [f32], a: &[f32]) {
     }
 }
 
-/// `row[x] = first[x / 2]` for even `x`, `second[x / 2]` for odd `x` (plus `offset`).
+/// Writes `row[x] = first[x / 2]` for even `x`, `second[x / 2]` for odd `x` (plus `offset`).
 #[inline(always)]
-fn interleave(row: &mut [f32], first: &[f32], second: &[f32], offset: f32) {
+fn interleave(row: &mut [MaybeUninit<f32>], first: &[f32], second: &[f32], offset: f32) {
     let n = row.len() / 2;
     let (pairs, a, b) = (&mut row[..2 * n], &first[..n], &second[..n]);
     for s in 0..n {
-        pairs[2 * s] = a[s] + offset;
-        pairs[2 * s + 1] = b[s] + offset;
+        pairs[2 * s].write(a[s] + offset);
+        pairs[2 * s + 1].write(b[s] + offset);
     }
     if row.len() % 2 == 1 {
-        row[2 * n] = first[n] + offset;
+        row[2 * n].write(first[n] + offset);
     }
 }
 
@@ -420,8 +420,6 @@ fn write_outputs(g: &ConvGeometry, grid: TileGrid, m: &[f32], block: &[Segment],
             let b = bias.map_or(0.0, |b| b[o]);
             output_transform(points(m, g.channels_out, tiles, o, offset, n), &mut p8, &mut y);
             let dst = &mut out[((seg.image - first_image) * g.channels_out + o) * plane..][..plane];
-            // SAFETY: the rows below cover the segment's output rows, every value written.
-            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) };
             for (r, ty) in seg.rows.clone().enumerate() {
                 for a in 0..2 {
                     let row = 2 * ty + a;
