@@ -367,6 +367,37 @@ fn chunk_len(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// The backward pass over the batch in fixed chunks of `chunk` images, in parallel:
+/// `chunk_grads(c, gx)` returns chunk `c`'s partial weight-side and bias gradients and, given the
+/// chunk's part of the input gradient, writes it. The partials are summed in chunk order, so the
+/// result is the same in every run; `sizes` are their lengths (the sums of an empty batch).
+/// Returns `(input gradient if wanted, weight-side sum, bias sum)`.
+///
+/// # Safety
+/// `chunk_grads` must write every value of the input-gradient chunk it is given.
+pub(super) unsafe fn chunked_gradients(
+    g: &ConvGeometry,
+    chunk: usize,
+    want_input: bool,
+    sizes: (usize, usize),
+    chunk_grads: impl Fn(usize, Option<&mut [MaybeUninit<f32>]>) -> (Vec<f32>, Vec<f32>) + Sync + Send,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (gx, partials) = if want_input {
+        // SAFETY: the caller vouches that `chunk_grads` writes its whole chunk.
+        let (gx, partials) = unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
+        (Some(gx), partials)
+    } else {
+        (None, (0..g.batch.div_ceil(chunk)).into_par_iter().map(|c| chunk_grads(c, None)).collect())
+    };
+    let mut parts = partials.into_iter();
+    let (mut gw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; sizes.0], vec![0.0; sizes.1]));
+    for (w, b) in parts {
+        gw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
+        gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
+    }
+    (gx, gw, gb)
+}
+
 /// The output rows `0..out_height` in blocks of `rows` (the last one shorter), in order.
 fn row_blocks(out_height: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
     (0..out_height.div_ceil(rows)).map(move |b| b * rows..((b + 1) * rows).min(out_height))
@@ -482,21 +513,8 @@ fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight
         });
         (gw, gb)
     };
-    let chunks = g.batch.div_ceil(chunk);
-    let (gx, partials) = if want_input {
-        // SAFETY: `chunk_grads` zeroes (then adds onto) every image of its chunk.
-        let (gx, partials) = unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
-        (Some(gx), partials)
-    } else {
-        (None, (0..chunks).into_par_iter().map(|c| chunk_grads(c, None)).collect())
-    };
-    let mut parts = partials.into_iter();
-    let (mut gw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; g.channels_out * patch], vec![0.0; g.channels_out]));
-    for (w, b) in parts {
-        gw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
-        gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
-    }
-    (gx, gw, gb)
+    // SAFETY: `chunk_grads` zeroes (then adds onto) every image of its chunk.
+    unsafe { chunked_gradients(g, chunk, want_input, (g.channels_out * patch, g.channels_out), chunk_grads) }
 }
 
 #[cfg(test)]

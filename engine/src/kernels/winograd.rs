@@ -19,9 +19,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::conv2d::{ConvGeometry, lane_sum, matmul};
+use super::conv2d::{ConvGeometry, chunked_gradients, lane_sum, matmul};
 use super::simd::avx2_dispatch;
 use super::{par_written, with_scratch, zeroed};
 
@@ -552,9 +550,8 @@ fn backward_with_target(g: &ConvGeometry, target: usize, x: &[f32], weight: &[f3
     let (ci, co) = (g.channels_in, g.channels_out);
     let u = want_input.then(|| transform_filters(g, weight));
     let plane = g.height * g.width;
-    let image_len = ci * plane;
-    // Fixed chunks of images, each with its own partial sums, added in chunk order: the same
-    // result in every run.
+    // Each fixed chunk of images has its own partial sums, which `chunked_gradients` adds in
+    // chunk order.
     let chunk_grads = |c: usize, gx_chunk: Option<&mut [MaybeUninit<f32>]>| {
         let first = c * chunk;
         let images = first..(first + chunk).min(g.batch);
@@ -590,20 +587,8 @@ fn backward_with_target(g: &ConvGeometry, target: usize, x: &[f32], weight: &[f3
         }
         (mw, gb)
     };
-    let chunks = g.batch.div_ceil(chunk);
-    let (gx, partials) = if want_input {
-        // SAFETY: `chunk_grads` zeroes (then adds onto) every image of its chunk.
-        let (gx, partials) = unsafe { par_written(g.batch * image_len, chunk * image_len, |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
-        (Some(gx), partials)
-    } else {
-        (None, (0..chunks).into_par_iter().map(|c| chunk_grads(c, None)).collect())
-    };
-    let mut parts = partials.into_iter();
-    let (mut mw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; POINTS * co * ci], vec![0.0; co]));
-    for (w, b) in parts {
-        mw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
-        gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
-    }
+    // SAFETY: `chunk_grads` zeroes (then adds onto) every image of its chunk.
+    let (gx, mw, gb) = unsafe { chunked_gradients(g, chunk, want_input, (POINTS * co * ci, co), chunk_grads) };
     (gx, filter_gradient(g, &mw), gb)
 }
 
