@@ -7,6 +7,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dml-target}"
 out=bench/out
 mkdir -p "$out"
 
+# PyTorch's CPU kernels pick their vector width by processor and round differently with each, so
+# one seed's result depends on it (bench/RESULTS.md): print what this machine offers, and let
+# PYTORCH_ISA=avx2 hold PyTorch to its AVX2 code for runs comparable across machines.
+if [ "${PYTORCH_ISA:-}" = avx2 ]; then
+    export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+elif [ -n "${PYTORCH_ISA:-}" ]; then
+    echo "error: PYTORCH_ISA=$PYTORCH_ISA: only avx2 is supported" >&2
+    exit 2
+fi
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs," \
+    "AVX-512: $(grep -qw avx512f /proc/cpuinfo && echo yes || echo no)," \
+    "PyTorch code: ${PYTORCH_ISA:-its default for this CPU}"
+
 cargo build --release --locked -p dml -p dml-bench
 if [ ! -x bench/.venv/bin/python ]; then
     python3 -m venv bench/.venv
