@@ -317,6 +317,32 @@ fn bad_input_gives_one_error_line() {
 }
 
 #[test]
+fn config_errors_are_one_line_naming_the_setting_or_its_place() {
+    let dir = scratch("config-errors");
+    let rd = dir.join("r");
+    let rd = rd.to_str().unwrap();
+    let file = dir.join("bad.toml");
+    fs::write(&file, "[run]\niterations = \"many\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--set", "loss.beta=abc"], "", "`loss.beta=abc`: invalid type: string \"abc\", expected f64"),
+        (&["--set", "run=5"], "", "`run=5`: invalid type: integer `5`, expected struct RunConfig"),
+        (&["--config", file], "bad.toml", ": line 2, column 14: invalid type: string \"many\", expected u64"),
+        (&["--loss", "hinge"], "", "--loss hinge: unknown variant `hinge`, expected one of `contrastive`"),
+    ];
+    for (args, path_part, message_part) in cases {
+        let out = run(&[&["train", "--run-dir", rd][..], args].concat());
+        assert_error(&out, path_part, message_part);
+        let stderr = text(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("backend:")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(!lines[0].contains(" at line "), "no position in a text the user never wrote: {}", lines[0]);
+    }
+    assert!(!Path::new(rd).exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_diverging_run_stops_at_the_nan_and_keeps_its_last_checkpoint() {
     let dir = scratch("nan");
     let run_dir = dir.join("r");

@@ -63,7 +63,9 @@ impl LossConfig {
 
     /// The loss with its default parameters, by name or alias.
     pub fn from_name(name: &str) -> Result<Self, serde_json::Error> {
-        Self::from_json(&serde_json::json!({ "name": name }).to_string())
+        // From a value, not text: the error then has no line and column of a JSON text the user
+        // never wrote.
+        serde_json::from_value(serde_json::json!({ "name": name }))
     }
 
     /// Parses `{"name": .., <parameter>: ..}`; unknown names and fields are errors that list the

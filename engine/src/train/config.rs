@@ -251,7 +251,7 @@ impl TrainConfig {
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: TrainConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e, text)))?;
         config.validate()?;
         Ok(config)
     }
@@ -261,24 +261,37 @@ impl TrainConfig {
     }
 
     /// Applies `section.field=value` overrides (the value in TOML syntax; bare words are strings).
+    /// A `loss.name` override comes first wherever it is given: it resets the loss parameters to
+    /// that loss's defaults, and the other `loss.*` overrides then apply to it.
     pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
+        let mut items = Vec::with_capacity(overrides.len());
         for item in overrides {
             let (key, raw) = item.split_once('=').ok_or_else(|| {
                 ConfigError::Parse(format!("`{item}`: expected section.field=value"))
             })?;
             let path: Vec<&str> = key.trim().split('.').collect();
-            let value = parse_value(raw.trim());
+            items.push((item, path, parse_value(raw.trim())));
+        }
+        items.sort_by_key(|(_, path, _)| *path != ["loss", "name"]);
+        let mut applied = Vec::with_capacity(items.len());
+        for (item, path, value) in items {
             if path == ["loss", "name"] {
-                // Another loss: its own parameters start from their defaults.
                 doc.insert("loss".into(), toml::Value::Table(Default::default()));
             }
             set_path(&mut doc, &path, value)
                 .map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))?;
+            applied.push((item, doc.clone()));
         }
-        let config: TrainConfig = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let config: TrainConfig = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
+            // Name the first override the config stops deserialising at: the error itself only
+            // knows the section.
+            let culprit = applied.iter().find(|(_, doc)| toml::Value::Table(doc.clone()).try_into::<TrainConfig>().is_err());
+            ConfigError::Parse(match culprit {
+                Some((item, _)) => format!("`{item}`: {}", e.message()),
+                None => e.message().to_string(),
+            })
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -372,6 +385,14 @@ impl TrainConfig {
     }
 }
 
+/// A TOML error as one line: where in `text` (line and column, from 1) and what.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return e.message().to_string() };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
 fn parse_value(raw: &str) -> toml::Value {
     let wrapped = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&wrapped) {
@@ -445,6 +466,35 @@ mod tests {
                 .with_overrides(&["optimizer".into()])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_override_or_the_place_in_the_file() {
+        let message = |r: Result<TrainConfig, ConfigError>| r.unwrap_err().to_string();
+        let config = TrainConfig::default();
+        let bad_value = message(config.with_overrides(&["run.seed=3".into(), "loss.beta=abc".into(), "run.iterations=9".into()]));
+        assert_eq!(bad_value, "`loss.beta=abc`: invalid type: string \"abc\", expected f64");
+        let bad_section = message(config.with_overrides(&["run=5".into()]));
+        assert_eq!(bad_section, "`run=5`: invalid type: integer `5`, expected struct RunConfig");
+        let unknown = message(config.with_overrides(&["loss.bet=3".into()]));
+        assert!(unknown.starts_with("`loss.bet=3`: unknown field `bet`, expected one of `alpha`, `beta`"), "{unknown}");
+
+        let in_file = message(TrainConfig::from_toml("[run]\nseed = 1\n  iteratons = 5\n"));
+        assert!(in_file.starts_with("line 3, column 3: unknown field `iteratons`, expected one of `iterations`"), "{in_file}");
+        let value_in_file = message(TrainConfig::from_toml("[run]\niterations = \"x\"\n"));
+        assert_eq!(value_in_file, "line 2, column 14: invalid type: string \"x\", expected u64");
+        for m in [bad_value, bad_section, unknown, in_file, value_in_file] {
+            assert!(!m.contains('\n'), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn a_loss_name_override_applies_before_that_loss_parameters_wherever_it_is_given() {
+        let config = TrainConfig::default().with_overrides(&["loss.margin=0.3".into(), "loss.name=margin".into()]).unwrap();
+        match config.loss {
+            LossConfig::Margin(m) => assert_eq!(m.margin, 0.3),
+            other => panic!("expected margin, got {other:?}"),
+        }
     }
 
     #[test]
