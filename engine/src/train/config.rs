@@ -264,7 +264,7 @@ impl TrainConfig {
     /// A `loss.name` override comes first wherever it is given: it resets the loss parameters to
     /// that loss's defaults, and the other `loss.*` overrides then apply to it.
     pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ConfigError> {
-        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
+        let base: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
         let mut items = Vec::with_capacity(overrides.len());
         for item in overrides {
             let (key, raw) = item.split_once('=').ok_or_else(|| {
@@ -274,21 +274,25 @@ impl TrainConfig {
             items.push((item, path, parse_value(raw.trim())));
         }
         items.sort_by_key(|(_, path, _)| *path != ["loss", "name"]);
-        let mut applied = Vec::with_capacity(items.len());
-        for (item, path, value) in items {
-            if path == ["loss", "name"] {
+        let apply = |doc: &mut toml::Table, (item, path, value): &(&String, Vec<&str>, toml::Value)| {
+            if *path == ["loss", "name"] {
                 doc.insert("loss".into(), toml::Value::Table(Default::default()));
             }
-            set_path(&mut doc, &path, value)
-                .map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))?;
-            applied.push((item, doc.clone()));
+            set_path(doc, path, value.clone()).map_err(|e| ConfigError::Parse(format!("`{item}`: {e}")))
+        };
+        let mut doc = base.clone();
+        for item in &items {
+            apply(&mut doc, item)?;
         }
         let config: TrainConfig = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
-            // Name the first override the config stops deserialising at: the error itself only
-            // knows the section.
-            let culprit = applied.iter().find(|(_, doc)| toml::Value::Table(doc.clone()).try_into::<TrainConfig>().is_err());
+            // Name the first override the config stops deserialising at, replaying them: the
+            // error itself only knows the section.
+            let mut doc = base;
+            let culprit = items.iter().find(|item| {
+                apply(&mut doc, item).is_ok() && toml::Value::Table(doc.clone()).try_into::<TrainConfig>().is_err()
+            });
             ConfigError::Parse(match culprit {
-                Some((item, _)) => format!("`{item}`: {}", e.message()),
+                Some((item, _, _)) => format!("`{item}`: {}", e.message()),
                 None => e.message().to_string(),
             })
         })?;
