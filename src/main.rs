@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 #[derive(Parser)]
-#[command(
-    name = "dml",
-    version,
-    about = "Deep metric learning: train embeddings, evaluate retrieval and clustering"
-)]
+#[command(name = "dml", version, about = "Deep metric learning: train embeddings, evaluate retrieval and clustering")]
 struct Cli {
     /// Without a command: `dml train` with its defaults (the bundled Fashion-MNIST split).
     #[command(subcommand)]

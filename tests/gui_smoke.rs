@@ -36,7 +36,10 @@ fn colour_spread(path: &Path) -> (usize, f64) {
 
 #[test]
 fn gui_opens_a_run_and_draws_under_xvfb() {
-    assert!(have("Xvfb") && have("import"), "this test needs Xvfb and ImageMagick's import: apt-get install xvfb imagemagick (scripts/test does)");
+    assert!(
+        have("Xvfb") && have("import"),
+        "this test needs Xvfb and ImageMagick's import: apt-get install xvfb imagemagick (scripts/test does)"
+    );
     let dir = scratch("gui-smoke");
     let run = dir.join("runs").join("short");
     let out = Command::new(env!("CARGO_BIN_EXE_dml"))
@@ -48,7 +51,11 @@ fn gui_opens_a_run_and_draws_under_xvfb() {
     let display = format!(":{}", 90 + std::process::id() % 9);
     let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
     let _xvfb = Killed(
-        Command::new("Xvfb").args([display.as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"]).stderr(Stdio::null()).spawn().unwrap(),
+        Command::new("Xvfb")
+            .args([display.as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     let start = Instant::now();
     while !Path::new(&socket).exists() {

@@ -88,8 +88,20 @@ fn separate_queries_float64_and_int32() {
     npy(&dir.join("ql.npy"), "<i4", "(3,)", &i32s(&[0, 2, 9]));
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let v = json(&dml(&[
-        "metrics", "--embeddings", &p("g.npy"), "--labels", &p("gl.npy"), "--query-embeddings", &p("q.npy"),
-        "--query-labels", &p("ql.npy"), "--k", "1,2", "--json", "--backend", "cpu",
+        "metrics",
+        "--embeddings",
+        &p("g.npy"),
+        "--labels",
+        &p("gl.npy"),
+        "--query-embeddings",
+        &p("q.npy"),
+        "--query-labels",
+        &p("ql.npy"),
+        "--k",
+        "1,2",
+        "--json",
+        "--backend",
+        "cpu",
     ]));
     assert_eq!(v["queries"], 2);
     assert_eq!(v["skipped"], 1);
@@ -128,7 +140,9 @@ fn bad_inputs_give_one_clear_error() {
     npy(&dir.join("nan.npy"), "<f4", "(3, 2)", &nan);
     fs::write(dir.join("text.npy"), "just text").unwrap();
 
-    let run = |e: &str, l: &str| vec!["metrics".to_string(), "--embeddings".into(), p(e), "--labels".into(), p(l), "--backend".into(), "cpu".into()];
+    let run = |e: &str, l: &str| {
+        vec!["metrics".to_string(), "--embeddings".into(), p(e), "--labels".into(), p(l), "--backend".into(), "cpu".into()]
+    };
     let check = |e: &str, l: &str, bad: &str, what: &str| {
         let args = run(e, l);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

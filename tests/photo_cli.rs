@@ -24,11 +24,7 @@ fn photo(path: &Path, class: u32, item: u32) {
         let along = if class.is_multiple_of(2) { x } else { y };
         let on = (along / period).is_multiple_of(2);
         let noise = ((x * 7 + y * 13 + item * 31) % 23) as u8;
-        let base = [
-            (40 * class) as u8,
-            255 - (30 * class) as u8,
-            (90 + 20 * class) as u8,
-        ];
+        let base = [(40 * class) as u8, 255 - (30 * class) as u8, (90 + 20 * class) as u8];
         Rgb(base.map(|c| if on { c.saturating_add(noise) } else { noise }))
     });
     image.save(path).unwrap();
@@ -38,21 +34,13 @@ fn photo(path: &Path, class: u32, item: u32) {
 fn folder_tree(root: &Path) {
     for (class, name) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
         for item in 0..8 {
-            photo(
-                &root.join(name).join(format!("{item}.jpg")),
-                class as u32,
-                item,
-            );
+            photo(&root.join(name).join(format!("{item}.jpg")), class as u32, item);
         }
     }
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "dml failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "dml failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -111,75 +99,33 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
     let out = train(&root, "folder", &run_dir, &[]);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("24 train images in 3 classes, 24 test images"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("24 train images in 3 classes, 24 test images"), "{stderr}");
     let evals = evals(&run_dir);
-    assert_eq!(
-        evals
-            .iter()
-            .map(|e| e["iteration"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [0, 3, 6]
-    );
+    assert_eq!(evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 3, 6]);
     let test = npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap();
     assert_eq!((test.rows, test.cols), (24, 16));
 
     // `dml eval` reproduces the run's last evaluation from model.bpk.
-    let json: Value = serde_json::from_str(
-        ok(&dml(&[
-            "eval",
-            "--run",
-            run_dir.to_str().unwrap(),
-            "--json",
-        ]))
-        .trim(),
-    )
-    .unwrap();
+    let json: Value = serde_json::from_str(ok(&dml(&["eval", "--run", run_dir.to_str().unwrap(), "--json"])).trim()).unwrap();
     let last = evals.last().unwrap();
     for k in ["1", "2", "4", "8"] {
-        let (a, b) = (
-            json["recall_at_k"][k].as_f64().unwrap(),
-            last["recall_at_k"][k].as_f64().unwrap(),
-        );
+        let (a, b) = (json["recall_at_k"][k].as_f64().unwrap(), last["recall_at_k"][k].as_f64().unwrap());
         assert!((a - b).abs() < 1e-9, "Recall@{k}: eval {a} vs run {b}");
     }
 
     // `dml embed` on the test classes' files gives the rows of the run's test embeddings.
     let out_npy = dir.join("e.npy");
-    let folders: Vec<String> = ["d", "e", "f"]
-        .iter()
-        .map(|c| root.join(c).to_string_lossy().into_owned())
-        .collect();
-    let mut args = vec![
-        "embed",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--out",
-        out_npy.to_str().unwrap(),
-        "--images",
-    ];
+    let folders: Vec<String> = ["d", "e", "f"].iter().map(|c| root.join(c).to_string_lossy().into_owned()).collect();
+    let mut args = vec!["embed", "--run", run_dir.to_str().unwrap(), "--out", out_npy.to_str().unwrap(), "--images"];
     args.extend(folders.iter().map(String::as_str));
     ok(&dml(&args));
     let embedded = npy::read_matrix(&out_npy).unwrap();
     assert_eq!((embedded.rows, embedded.cols), (24, 16));
-    let worst = embedded
-        .data
-        .iter()
-        .zip(&test.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f64, f64::max);
-    assert!(
-        worst < 1e-4,
-        "embed and the run's evaluation differ by {worst}"
-    );
+    let worst = embedded.data.iter().zip(&test.data).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+    assert!(worst < 1e-4, "embed and the run's evaluation differ by {worst}");
     let listed = fs::read_to_string(dir.join("e.txt")).unwrap();
     assert_eq!(listed.lines().count(), 24);
-    assert!(
-        listed.lines().next().unwrap().ends_with("d/0.jpg"),
-        "{listed}"
-    );
+    assert!(listed.lines().next().unwrap().ends_with("d/0.jpg"), "{listed}");
     assert_error(
         &dml(&[
             "embed",
@@ -209,20 +155,8 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
 
     // `dml export` writes an RGB sprite of the photos next to the vectors.
     let projector = dir.join("projector");
-    ok(&dml(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--projector",
-        projector.to_str().unwrap(),
-    ]));
-    assert_eq!(
-        fs::read_to_string(projector.join("vectors.tsv"))
-            .unwrap()
-            .lines()
-            .count(),
-        24
-    );
+    ok(&dml(&["export", "--run", run_dir.to_str().unwrap(), "--projector", projector.to_str().unwrap()]));
+    assert_eq!(fs::read_to_string(projector.join("vectors.tsv")).unwrap().lines().count(), 24);
     let sprite = fs::read(projector.join("sprite.png")).unwrap();
     // IHDR: width, height (5 × 64 pixels: 24 thumbnails on a 5-wide grid), 8 bits, colour type 2 (RGB).
     assert_eq!(&sprite[16..26], &[0, 0, 1, 64, 0, 0, 1, 64, 8, 2]);
@@ -250,15 +184,9 @@ fn in_shop_evaluates_queries_against_the_gallery() {
     let dir = scratch("photo-inshop");
     let root = dir.join("inshop");
     let mut lines = Vec::new();
-    for (item, status, n) in [
-        (1, "train", 5),
-        (2, "train", 5),
-        (4, "train", 5),
-        (7, "query", 2),
-        (7, "gallery", 3),
-        (9, "query", 2),
-        (9, "gallery", 2),
-    ] {
+    for (item, status, n) in
+        [(1, "train", 5), (2, "train", 5), (4, "train", 5), (7, "query", 2), (7, "gallery", 3), (9, "query", 2), (9, "gallery", 2)]
+    {
         for k in 0..n {
             let rel = format!("img/MEN/Denim/id_{item:08}/{k:02}_{status}.jpg");
             photo(&root.join(&rel), item, k);
@@ -267,11 +195,7 @@ fn in_shop_evaluates_queries_against_the_gallery() {
     }
     fs::write(
         root.join("list_eval_partition.txt"),
-        format!(
-            "{}\nimage_name item_id evaluation_status\n{}\n",
-            lines.len(),
-            lines.join("\n")
-        ),
+        format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n")),
     )
     .unwrap();
     let run_dir = dir.join("run");
@@ -296,10 +220,7 @@ fn in_shop_evaluates_queries_against_the_gallery() {
     ]));
     let json: Value = serde_json::from_str(metrics.trim()).unwrap();
     let last = evals(&run_dir).pop().unwrap();
-    assert!(
-        (json["map_at_r"].as_f64().unwrap() - last["map_at_r"].as_f64().unwrap()).abs() < 1e-6,
-        "{json} vs {last}"
-    );
+    assert!((json["map_at_r"].as_f64().unwrap() - last["map_at_r"].as_f64().unwrap()).abs() < 1e-6, "{json} vs {last}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -317,18 +238,9 @@ fn a_corrupt_image_stops_the_run_unless_skipped() {
     let out = train(&root, "folder", &run_dir, &["--skip-bad-images"]);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        stderr.matches("warning: skipped").count(),
-        1,
-        "each bad image is reported once: {stderr}"
-    );
+    assert_eq!(stderr.matches("warning: skipped").count(), 1, "each bad image is reported once: {stderr}");
     assert!(stderr.contains("e/9.jpg"), "{stderr}");
-    assert_eq!(
-        npy::read_matrix(&run_dir.join("embeddings.npy"))
-            .unwrap()
-            .rows,
-        24
-    );
+    assert_eq!(npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap().rows, 24);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -390,11 +302,9 @@ fn cars_tree(root: &Path) {
 #[test]
 fn cub_cars_and_sop_train_from_their_list_files() {
     let dir = scratch("photo-formats");
-    for (dataset, build, train_count, test_count) in [
-        ("cub", cub_tree as fn(&Path), 18, 18),
-        ("sop", sop_tree as fn(&Path), 15, 15),
-        ("cars", cars_tree as fn(&Path), 15, 15),
-    ] {
+    for (dataset, build, train_count, test_count) in
+        [("cub", cub_tree as fn(&Path), 18, 18), ("sop", sop_tree as fn(&Path), 15, 15), ("cars", cars_tree as fn(&Path), 15, 15)]
+    {
         let root = dir.join(dataset);
         build(&root);
         let run_dir = dir.join(format!("{dataset}-run"));

@@ -134,7 +134,8 @@ fn shortened_default_run_improves_recall_and_writes_the_run_folder() {
     let height = u32::from_be_bytes(sprite[20..24].try_into().unwrap());
     assert_eq!((width, height), (71 * 28, 71 * 28), "5000 thumbnails of 28×28 on a 71×71 grid");
     let pbtxt = fs::read_to_string(projector.join("projector_config.pbtxt")).unwrap();
-    for needle in ["tensor_path: \"vectors.tsv\"", "metadata_path: \"metadata.tsv\"", "image_path: \"sprite.png\"", "single_image_dim: 28"] {
+    for needle in ["tensor_path: \"vectors.tsv\"", "metadata_path: \"metadata.tsv\"", "image_path: \"sprite.png\"", "single_image_dim: 28"]
+    {
         assert!(pbtxt.contains(needle), "{pbtxt}");
     }
 
@@ -163,7 +164,18 @@ fn shortened_default_run_improves_recall_and_writes_the_run_folder() {
     assert_eq!(fs::read(web.join("model.bpk")).unwrap(), fs::read(run_dir.join("model.bpk")).unwrap());
     let images: Vec<PathBuf> = manifest["images"].as_array().unwrap().iter().map(|p| web.join(p.as_str().unwrap())).collect();
     let again = dir.join("again.npy");
-    let out = run(&["embed", "--run", run_dir.to_str().unwrap(), "--images", images[0].to_str().unwrap(), images[699].to_str().unwrap(), "--out", again.to_str().unwrap(), "--backend", "cpu"]);
+    let out = run(&[
+        "embed",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--images",
+        images[0].to_str().unwrap(),
+        images[699].to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let again = npy::read_matrix(&again).unwrap();
     for (a, g) in [(0, 0), (1, 699)] {
@@ -214,19 +226,15 @@ fn assert_same_run(run_dir: &Path, reference: &Path, name: &str) {
         "{name}: the resumed run's test embeddings differ from the uninterrupted run's"
     );
     assert_eq!(evals(run_dir), evals(reference), "{name}: evaluation lines");
-    let iterations: Vec<u64> = metrics(run_dir)
-        .iter()
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| v["iteration"].as_u64().unwrap())
-        .collect();
+    let iterations: Vec<u64> =
+        metrics(run_dir).iter().filter(|v| v.get("loss").is_some()).map(|v| v["iteration"].as_u64().unwrap()).collect();
     assert_eq!(iterations, (1..=16).collect::<Vec<_>>(), "{name}: every iteration logged exactly once");
 }
 
 #[test]
 fn interrupted_runs_resume_to_the_uninterrupted_result() {
     let dir = scratch("resume");
-    let reference =
-        train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
+    let reference = train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
     interrupt_then_resume(&dir, "ctrl-c", "-INT", &reference);
     interrupt_then_resume(&dir, "killed", "-KILL", &reference);
     resume_with_more_iterations(&dir, &reference);
@@ -239,11 +247,7 @@ fn resume_with_more_iterations(dir: &Path, reference: &Path) {
     let path = run_dir.to_str().unwrap();
     let out = run(&["train", "--resume", path, "--iterations", "4"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--iterations 4: the run has already trained 8 iterations"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("--iterations 4: the run has already trained 8 iterations"), "{}", text(&out.stderr));
     let out = run(&["train", "--resume", path, "--iterations", "16", "--lr", "0.1"]);
     assert_eq!(out.status.code(), Some(2), "only --backend and --iterations may change");
 
@@ -266,11 +270,7 @@ fn bad_input_gives_one_error_line() {
     let missing = dir.join("no-such-dataset");
     let run_dir = dir.join("r");
     let rd = run_dir.to_str().unwrap();
-    assert_error(
-        &run(&["train", "--run-dir", rd, "--root", missing.to_str().unwrap()]),
-        "no-such-dataset/t10k-images-idx3-ubyte",
-        "",
-    );
+    assert_error(&run(&["train", "--run-dir", rd, "--root", missing.to_str().unwrap()]), "no-such-dataset/t10k-images-idx3-ubyte", "");
     fs::remove_dir_all(&run_dir).unwrap();
     let bad_root = dir.join("not-idx");
     fs::create_dir_all(&bad_root).unwrap();
@@ -402,9 +402,7 @@ fn fashion_mnist_full_reads_its_training_file() {
         fs::copy(common::bundled_fashion_mnist().join(format!("t10k-{file}.gz")), root.join(format!("train-{file}.gz"))).unwrap();
     }
     let copied = with_root("copied");
-    let losses = |run_dir: &Path| -> Vec<f64> {
-        metrics(run_dir).iter().filter_map(|v| v.get("loss").and_then(Value::as_f64)).collect()
-    };
+    let losses = |run_dir: &Path| -> Vec<f64> { metrics(run_dir).iter().filter_map(|v| v.get("loss").and_then(Value::as_f64)).collect() };
     assert_eq!(losses(&copied), losses(&default));
     assert_eq!(evals(&copied), evals(&default));
     assert_ne!(losses(&generated), losses(&default));

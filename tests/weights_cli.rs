@@ -77,9 +77,31 @@ fn training_starts_from_pretrained_weights_and_refuses_a_mismatched_file() {
     let file = lite0();
     let run = |backbone: &str, run_dir: &str| {
         dml(&[
-            "train", "--dataset", "folder", "--root", &root, "--backbone", backbone, "--pretrained", &file,
-            "--run-dir", &dir.join(run_dir).to_string_lossy(), "--p", "2", "--k", "3", "--iterations", "2",
-            "--eval-interval", "0", "--dim", "8", "--set", "augment.resize=36", "--set", "augment.crop=32",
+            "train",
+            "--dataset",
+            "folder",
+            "--root",
+            &root,
+            "--backbone",
+            backbone,
+            "--pretrained",
+            &file,
+            "--run-dir",
+            &dir.join(run_dir).to_string_lossy(),
+            "--p",
+            "2",
+            "--k",
+            "3",
+            "--iterations",
+            "2",
+            "--eval-interval",
+            "0",
+            "--dim",
+            "8",
+            "--set",
+            "augment.resize=36",
+            "--set",
+            "augment.crop=32",
         ])
     };
     let out = run("efficientnet-lite0", "ok");

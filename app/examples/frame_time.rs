@@ -27,7 +27,8 @@ fn main() {
     };
     let labels: Vec<i64> = (0..n).map(|i| (i % 100) as i64).collect();
     let centres: Vec<f32> = (0..100 * dim).map(|_| uniform() * 4.0).collect();
-    let vectors: Vec<f32> = (0..n).flat_map(|i| (0..dim).map(move |d| (i, d))).map(|(i, d)| centres[(i % 100) * dim + d] + uniform()).collect();
+    let vectors: Vec<f32> =
+        (0..n).flat_map(|i| (0..dim).map(move |d| (i, d))).map(|(i, d)| centres[(i % 100) * dim + d] + uniform()).collect();
     npy::write_matrix_f32(&run.join("embeddings.npy"), n, dim, &vectors).unwrap();
     npy::write_labels(&run.join("labels.npy"), &labels).unwrap();
 
@@ -38,11 +39,7 @@ fn main() {
     let mut times = Vec::new();
     for frame in 0..62 {
         let pointer = egui::pos2(300.0 + (frame as f32 * 13.0) % 700.0, 150.0 + (frame as f32 * 7.0) % 500.0);
-        let input = egui::RawInput {
-            screen_rect: Some(screen),
-            events: vec![egui::Event::PointerMoved(pointer)],
-            ..Default::default()
-        };
+        let input = egui::RawInput { screen_rect: Some(screen), events: vec![egui::Event::PointerMoved(pointer)], ..Default::default() };
         let start = Instant::now();
         let output = ctx.run_ui(input, |ui| app.show(ui));
         let triangles: usize = ctx

@@ -53,7 +53,9 @@ pub fn ui(ui: &mut egui::Ui, run: &RunData) {
                     ui.label(format!("{after:.4}"));
                     ui.end_row();
                 }
-                for (name, before, after) in [("MAP@R", first.map_at_r, last.map_at_r), ("R-Precision", first.r_precision, last.r_precision)] {
+                for (name, before, after) in
+                    [("MAP@R", first.map_at_r, last.map_at_r), ("R-Precision", first.r_precision, last.r_precision)]
+                {
                     ui.label(name);
                     ui.label(format!("{before:.4}"));
                     ui.label(format!("{after:.4}"));

@@ -106,7 +106,10 @@ impl DmlApp {
                 run.refresh();
                 self.refreshed = Some(Instant::now());
                 // A run that finished since it was opened: load its test embeddings.
-                if run.embeddings.is_none() && run.embeddings_note.starts_with("no test embeddings yet") && run.path.join("embeddings.npy").exists() {
+                if run.embeddings.is_none()
+                    && run.embeddings_note.starts_with("no test embeddings yet")
+                    && run.path.join("embeddings.npy").exists()
+                {
                     let path = run.path.clone();
                     self.open(&path);
                 }

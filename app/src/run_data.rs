@@ -157,8 +157,7 @@ impl RunData {
             .iter()
             .filter_map(|m| match m {
                 MetricsLine::Eval { iteration, recall_at_k, map_at_r, r_precision, .. } => {
-                    let mut recalls: Vec<(usize, f64)> =
-                        recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
+                    let mut recalls: Vec<(usize, f64)> = recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
                     recalls.sort_by_key(|(k, _)| *k);
                     Some(Evaluation { iteration: *iteration, recalls, map_at_r: *map_at_r, r_precision: *r_precision })
                 }

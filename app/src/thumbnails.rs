@@ -36,7 +36,10 @@ impl Thumbnails {
                         let path = inputs.test_file(0, i)?;
                         let photo = image_file::decode(&path).ok()?;
                         let scale = SIDE as f64 / photo.width().max(photo.height()) as f64;
-                        let (w, h) = (((photo.width() as f64 * scale).round() as u32).max(1), ((photo.height() as f64 * scale).round() as u32).max(1));
+                        let (w, h) = (
+                            ((photo.width() as f64 * scale).round() as u32).max(1),
+                            ((photo.height() as f64 * scale).round() as u32).max(1),
+                        );
                         let small = imageops::resize(&photo, w, h, imageops::FilterType::Triangle);
                         ColorImage::from_rgb([w as usize, h as usize], small.as_raw())
                     }

@@ -47,7 +47,13 @@ fn fixture(test: &str) -> (PathBuf, PathBuf) {
     let mut vectors = Vec::new();
     for (i, &label) in test.labels.iter().enumerate() {
         for d in 0..dim {
-            let direction = if d == (label as usize - 5) { 1.0 } else if label == 6 && d == 0 { 0.7 } else { 0.0 };
+            let direction = if d == (label as usize - 5) {
+                1.0
+            } else if label == 6 && d == 0 {
+                0.7
+            } else {
+                0.0
+            };
             let noise = (uniform((i * dim + d) as u64) - 0.5) * 0.9;
             vectors.push(direction + noise);
         }

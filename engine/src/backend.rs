@@ -45,10 +45,7 @@ impl FromStr for BackendChoice {
             "cpu" => Ok(BackendChoice::Cpu),
             "wgpu" => Ok(BackendChoice::Wgpu),
             "cuda" => Ok(BackendChoice::Cuda),
-            other => Err(BackendError(format!(
-                "unknown backend `{other}`, expected one of: {}",
-                Self::NAMES.join(", ")
-            ))),
+            other => Err(BackendError(format!("unknown backend `{other}`, expected one of: {}", Self::NAMES.join(", ")))),
         }
     }
 }
@@ -132,12 +129,7 @@ fn wgpu_or_auto(choice: BackendChoice) -> Result<SelectedBackend, BackendError> 
             Ok(SelectedBackend {
                 device: Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
                 choice,
-                description: format!(
-                    "wgpu on {} ({}{})",
-                    best.name,
-                    best.api,
-                    if best.hardware { "" } else { ", software" }
-                ),
+                description: format!("wgpu on {} ({}{})", best.name, best.api, if best.hardware { "" } else { ", software" }),
             })
         }
         BackendChoice::Auto => {
@@ -160,27 +152,17 @@ fn wgpu_or_auto(choice: BackendChoice) -> Result<SelectedBackend, BackendError> 
 }
 
 fn cpu() -> SelectedBackend {
-    SelectedBackend {
-        device: Device::flex(),
-        choice: BackendChoice::Cpu,
-        description: "cpu (flex)".into(),
-    }
+    SelectedBackend { device: Device::flex(), choice: BackendChoice::Cpu, description: "cpu (flex)".into() }
 }
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<SelectedBackend, BackendError> {
-    Ok(SelectedBackend {
-        device: Device::cuda(0),
-        choice: BackendChoice::Cuda,
-        description: "cuda device 0".into(),
-    })
+    Ok(SelectedBackend { device: Device::cuda(0), choice: BackendChoice::Cuda, description: "cuda device 0".into() })
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<SelectedBackend, BackendError> {
-    Err(BackendError(
-        "this build of dml has no CUDA support; rebuild with `--features cuda`".into(),
-    ))
+    Err(BackendError("this build of dml has no CUDA support; rebuild with `--features cuda`".into()))
 }
 
 /// Whether tensors of this device live in host memory, so that host-side selection (top-k) is

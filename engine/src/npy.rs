@@ -63,9 +63,7 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
         }
         v => return Err(NpyError::Format(format!("unknown format version {v}"))),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or_else(|| NpyError::Format("truncated header".into()))?;
+    let header = bytes.get(start..start + header_len).ok_or_else(|| NpyError::Format("truncated header".into()))?;
     let header = std::str::from_utf8(header).map_err(|_| NpyError::Format("header is not text".into()))?;
     let descr = dict_value(header, "descr")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -94,10 +92,7 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
     let data = &bytes[start + header_len..];
     let needed = count * kind.size();
     if data.len() < needed {
-        return Err(NpyError::Format(format!(
-            "truncated data: shape {shape:?} needs {needed} bytes, file has {}",
-            data.len()
-        )));
+        return Err(NpyError::Format(format!("truncated data: shape {shape:?} needs {needed} bytes, file has {}", data.len())));
     }
     Ok(RawArray { kind, big_endian, fortran_order, shape, data: data[..needed].to_vec() })
 }
@@ -113,20 +108,13 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str, NpyError> {
     let rest = &header[at + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':').ok_or_else(|| NpyError::Format("malformed header".into()))?;
     let rest = rest.trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|i| i + 1)
-    } else {
-        rest.find([',', '}'])
-    }
-    .ok_or_else(|| NpyError::Format("malformed header".into()))?;
+    let end = if rest.starts_with('(') { rest.find(')').map(|i| i + 1) } else { rest.find([',', '}']) }
+        .ok_or_else(|| NpyError::Format("malformed header".into()))?;
     Ok(rest[..end].trim())
 }
 
 fn parse_shape(text: &str) -> Result<Vec<usize>, NpyError> {
-    let inner = text
-        .strip_prefix('(')
-        .and_then(|t| t.strip_suffix(')'))
-        .ok_or_else(|| NpyError::Format(format!("bad shape `{text}`")))?;
+    let inner = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(|| NpyError::Format(format!("bad shape `{text}`")))?;
     inner
         .split(',')
         .map(str::trim)
@@ -203,12 +191,7 @@ pub fn parse_matrix(bytes: &[u8]) -> Result<Matrix, NpyError> {
         data = (0..rows * cols).map(|i| data[(i % cols) * rows + i / cols]).collect();
     }
     if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        return Err(NpyError::Value(format!(
-            "non-finite value {} at row {}, column {}",
-            data[bad],
-            bad / cols.max(1),
-            bad % cols.max(1)
-        )));
+        return Err(NpyError::Value(format!("non-finite value {} at row {}, column {}", data[bad], bad / cols.max(1), bad % cols.max(1))));
     }
     Ok(Matrix { rows, cols, data })
 }

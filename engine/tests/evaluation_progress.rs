@@ -23,7 +23,9 @@ fn in_shop(root: &Path) {
             let rel = format!("img/MEN/Denim/id_{item:08}/{k:02}_{status}.png");
             let path = root.join(&rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            RgbImage::from_fn(20, 20, |x, y| dml_engine::image::Rgb([(x * 12) as u8, (y * 12) as u8, (item * 20 + k) as u8])).save(&path).unwrap();
+            RgbImage::from_fn(20, 20, |x, y| dml_engine::image::Rgb([(x * 12) as u8, (y * 12) as u8, (item * 20 + k) as u8]))
+                .save(&path)
+                .unwrap();
             lines.push(format!("{rel} id_{item:08} {status}"));
         }
     }
@@ -89,9 +91,8 @@ fn a_training_run_reports_each_evaluations_progress_before_its_result() {
     let mut recorder = Recorder::default();
     let outcome = train::run(&run, &mut trainer, &mut recorder, &AtomicBool::new(false)).unwrap();
     assert!(matches!(outcome, Outcome::Finished(_)));
-    let one_evaluation = |iteration| {
-        [Event::Embedding(2000, 5000), Event::Embedding(4000, 5000), Event::Embedding(5000, 5000), Event::Evaluated(iteration)]
-    };
+    let one_evaluation =
+        |iteration| [Event::Embedding(2000, 5000), Event::Embedding(4000, 5000), Event::Embedding(5000, 5000), Event::Evaluated(iteration)];
     let expected: Vec<Event> = [0, 1, 2].into_iter().flat_map(one_evaluation).collect();
     assert_eq!(recorder.0, expected);
 }

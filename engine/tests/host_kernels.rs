@@ -2,16 +2,18 @@
 //! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max and average
 //! pooling, values and the gradients of every input; conv + batch norm in inference.
 
-use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
-use dml_engine::burn::tensor::ops::ConvOptions;
-use dml_engine::burn::tensor::{Device, Distribution, Tensor};
 use dml_engine::burn::nn::BatchNormConfig;
-use dml_engine::burn::tensor::activation::{relu, relu6};
-use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::kernels::pooling::Pooling;
-use dml_engine::kernels::{Clamp, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool};
 use dml_engine::burn::nn::PaddingConfig2d;
 use dml_engine::burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use dml_engine::burn::tensor::activation::{relu, relu6};
+use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
+use dml_engine::burn::tensor::ops::ConvOptions;
+use dml_engine::burn::tensor::ops::PadMode;
+use dml_engine::burn::tensor::{Device, Distribution, Tensor};
+use dml_engine::kernels::pooling::Pooling;
+use dml_engine::kernels::{
+    Clamp, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool,
+};
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
     close_vec(a.into_data().iter().collect(), b.into_data().iter().collect(), what);
@@ -73,10 +75,7 @@ fn check_depthwise(shape: [usize; 4], kernel: usize, stride: usize, rows: (usize
     let channels = shape[1];
     let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<4>::random([channels, 1, kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
-    let out = [
-        (shape[2] + rows.0 + rows.1 - kernel) / stride + 1,
-        (shape[3] + cols.0 + cols.1 - kernel) / stride + 1,
-    ];
+    let out = [(shape[2] + rows.0 + rows.1 - kernel) / stride + 1, (shape[3] + cols.0 + cols.1 - kernel) / stride + 1];
     let run = |host: bool| {
         let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
         let y = if host {
@@ -115,7 +114,15 @@ type Activation = fn(Tensor<4>) -> Tensor<4>;
 /// gradients of x, γ and β under a random upstream gradient. Returns the host output.
 /// `frozen`: the batch norm normalises with (random) running statistics, as a frozen one in
 /// training does; otherwise with the batch statistics.
-fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, clamp: Clamp, activation: Activation, frozen: bool) -> Tensor<4> {
+fn check_batch_norm(
+    what: &str,
+    x: &Tensor<4>,
+    gamma_mean: f64,
+    epsilon: f64,
+    clamp: Clamp,
+    activation: Activation,
+    frozen: bool,
+) -> Tensor<4> {
     let device = x.device();
     let [_, channels, _, _] = x.dims();
     let gamma = Tensor::<1>::random([channels], Distribution::Normal(gamma_mean, 0.5), &device);
@@ -144,12 +151,7 @@ fn check_batch_norm(what: &str, x: &Tensor<4>, gamma_mean: f64, epsilon: f64, cl
         };
         let grads = (y.clone() * upstream.clone()).sum().backward();
         let flat = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-        (
-            y.inner(),
-            x.grad(&grads).unwrap(),
-            flat(norm.gamma.val().grad(&grads).unwrap()),
-            flat(norm.beta.val().grad(&grads).unwrap()),
-        )
+        (y.inner(), x.grad(&grads).unwrap(), flat(norm.gamma.val().grad(&grads).unwrap()), flat(norm.beta.val().grad(&grads).unwrap()))
     };
     let (y, gx, gg, gb) = run(true);
     let (y_ref, gx_ref, gg_ref, gb_ref) = run(false);
@@ -219,9 +221,15 @@ fn compare_pooling(name: &str, host: impl Fn(Tensor<4>) -> Tensor<4>, burn: impl
 fn max_pool_matches_burn_max_pool() {
     let pools = [
         ("small CNN 2 × 2", MaxPool2dConfig::new([2, 2])),
-        ("ResNet 3 × 3 / 2, padding 1", MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))),
+        (
+            "ResNet 3 × 3 / 2, padding 1",
+            MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
+        ),
         ("BN-Inception 3 × 3 / 2, ceil", MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_ceil_mode(true)),
-        ("BN-Inception 3 × 3 / 1, padding 1, ceil", MaxPool2dConfig::new([3, 3]).with_strides([1, 1]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_ceil_mode(true)),
+        (
+            "BN-Inception 3 × 3 / 1, padding 1, ceil",
+            MaxPool2dConfig::new([3, 3]).with_strides([1, 1]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_ceil_mode(true),
+        ),
     ];
     for (name, config) in pools {
         let pool = config.init();
@@ -277,7 +285,8 @@ fn conv_bn_in_inference_matches_burn_modules_with_running_statistics() {
         close(unit.forward_linear(x.clone()), burn.clone(), &format!("{what}: conv + batch norm"));
         // Normalised with the batch's own statistics, the output would be far from this one.
         let y = unit.conv.forward(x.clone());
-        let with_batch_statistics = batch_norm_clamp(y.clone(), unit.norm.gamma.val(), unit.norm.beta.val(), batch_stats(y), unit.norm.epsilon, Clamp::RELU);
+        let with_batch_statistics =
+            batch_norm_clamp(y.clone(), unit.norm.gamma.val(), unit.norm.beta.val(), batch_stats(y), unit.norm.epsilon, Clamp::RELU);
         let gap = (unit.forward(x.clone()) - with_batch_statistics).abs().max().into_scalar::<f32>();
         assert!(gap > 0.1, "{what}: the output is that of batch statistics (max |difference| {gap})");
     }

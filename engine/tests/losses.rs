@@ -129,11 +129,7 @@ fn triplet_semihard(x: &[f64], y: &[i64], d: usize, margin: f64) -> f64 {
             }
             let d_ap = dist(x, d, a, p);
             let semihard = q.iter().map(|&k| dist(x, d, a, k)).filter(|&v| v > d_ap).fold(f64::INFINITY, f64::min);
-            let d_an = if semihard.is_finite() {
-                semihard
-            } else {
-                q.iter().map(|&k| dist(x, d, a, k)).fold(f64::MIN, f64::max)
-            };
+            let d_an = if semihard.is_finite() { semihard } else { q.iter().map(|&k| dist(x, d, a, k)).fold(f64::MIN, f64::max) };
             total += (d_ap - d_an + margin).max(0.0);
         }
     }
@@ -450,10 +446,7 @@ fn easy_batches_give_zero_for_hinge_losses() {
         x[i * d + axis] = 1.0;
     }
     let c = Case { x, y: vec![0, 0, 1, 1], n: 4, d };
-    for (name, json) in [
-        ("triplet_semihard", r#"{"name":"triplet_semihard","margin":0.2}"#),
-        ("ms", r#"{"name":"ms"}"#),
-    ] {
+    for (name, json) in [("triplet_semihard", r#"{"name":"triplet_semihard","margin":0.2}"#), ("ms", r#"{"name":"ms"}"#)] {
         let loss = LossConfig::from_json(json).unwrap().init(&device());
         let (value, grad) = engine(&loss, &c);
         assert_eq!(value, 0.0, "{name}: all pairs easy");

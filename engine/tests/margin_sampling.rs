@@ -56,9 +56,8 @@ fn chi_square(counts: &[usize], probs: &[f64]) -> (f64, f64) {
 
 fn expected(x: &[f64], y: &[i64], d: usize, a: usize, c: &MarginConfig) -> Vec<f64> {
     let n = y.len();
-    let logs: Vec<Option<f64>> = (0..n)
-        .map(|k| if y[k] == y[a] { None } else { log_weight(dist(x, d, a, k), d as f64, c.cutoff, c.nonzero_loss_cutoff) })
-        .collect();
+    let logs: Vec<Option<f64>> =
+        (0..n).map(|k| if y[k] == y[a] { None } else { log_weight(dist(x, d, a, k), d as f64, c.cutoff, c.nonzero_loss_cutoff) }).collect();
     let top = logs.iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
     let mut w: Vec<f64> = if top.is_finite() {
         logs.iter().map(|l| l.map_or(0.0, |l| (l - top).exp())).collect()
@@ -145,9 +144,7 @@ fn the_stream_is_seeded_and_moves_on() {
     let device = device();
     let run = |seed: u64| {
         let loss = MarginConfig { seed, ..Default::default() }.init();
-        (0..3)
-            .map(|_| loss.forward(tensor(&x, 16, 8, &device), labels(&y, &device)).into_scalar::<f32>())
-            .collect::<Vec<_>>()
+        (0..3).map(|_| loss.forward(tensor(&x, 16, 8, &device), labels(&y, &device)).into_scalar::<f32>()).collect::<Vec<_>>()
     };
     let a = run(7);
     assert_eq!(a, run(7), "same seed, same losses");

@@ -46,9 +46,7 @@ fn kmeans_inertia_is_a_local_optimum() {
     // Every point is assigned to its nearest centre, and the inertia is their sum.
     let mut inertia = 0.0;
     for i in 0..n {
-        let dists: Vec<f64> = (0..4)
-            .map(|c| (0..d).map(|t| (x[i * d + t] - fit.centres[c * d + t] as f64).powi(2)).sum())
-            .collect();
+        let dists: Vec<f64> = (0..4).map(|c| (0..d).map(|t| (x[i * d + t] - fit.centres[c * d + t] as f64).powi(2)).sum()).collect();
         let best = dists.iter().cloned().fold(f64::MAX, f64::min);
         assert!(dists[fit.assignment[i]] <= best + 1e-5, "point {i} is not at its nearest centre");
         inertia += dists[fit.assignment[i]];

@@ -21,11 +21,7 @@ const T: [f64; 4] = [0.5, -1.0, 0.2, 0.0];
 const W0: [f64; 4] = [-0.4, 0.7, 1.3, 1.0];
 
 fn gradient(w: &[f64]) -> Vec<f64> {
-    w.iter()
-        .zip(A)
-        .zip(T)
-        .map(|((w, a), t)| 2.0 * a * (w - t))
-        .collect()
+    w.iter().zip(A).zip(T).map(|((w, a), t)| 2.0 * a * (w - t)).collect()
 }
 
 /// `torch.optim`'s algorithms as documented (Adam and AdamW with amsgrad off, SGD without
@@ -62,11 +58,7 @@ impl Reference {
                     *g += wd * self.w[i];
                     if config.momentum > 0.0 {
                         // The buffer starts as the first gradient.
-                        self.m[i] = if self.t == 1 {
-                            *g
-                        } else {
-                            config.momentum * self.m[i] + *g
-                        };
+                        self.m[i] = if self.t == 1 { *g } else { config.momentum * self.m[i] + *g };
                         *g = self.m[i];
                     }
                     self.w[i] -= lr * *g;
@@ -83,39 +75,20 @@ fn multi_step_lr(lr: f64, milestones: &[u64], gamma: f64, k: u64) -> f64 {
 }
 
 fn check(name: OptimizerKind, weight_decay: f64, momentum: f64) {
-    let config = OptimizerConfig {
-        name,
-        lr: 0.05,
-        weight_decay,
-        momentum,
-        lr_steps: vec![4, 9],
-        lr_gamma: 0.5,
-        ..Default::default()
-    };
+    let config = OptimizerConfig { name, lr: 0.05, weight_decay, momentum, lr_steps: vec![4, 9], lr_gamma: 0.5, ..Default::default() };
     let what = format!("{name:?}, weight decay {weight_decay}, momentum {momentum}");
     let device = Device::flex().autodiff();
     let vector = |v: &[f64]| {
         let values: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         Tensor::<1>::from_data(TensorData::new(values, [v.len()]), &device)
     };
-    let mut point = Point {
-        w: Param::from_tensor(vector(&W0)),
-    };
+    let mut point = Point { w: Param::from_tensor(vector(&W0)) };
     let mut optimizer = config.init();
-    let mut reference = Reference {
-        w: W0.to_vec(),
-        m: vec![0.0; W0.len()],
-        v: vec![0.0; W0.len()],
-        t: 0,
-    };
+    let mut reference = Reference { w: W0.to_vec(), m: vec![0.0; W0.len()], v: vec![0.0; W0.len()], t: 0 };
     let (a, t) = (vector(&A), vector(&T));
     for k in 0..12u64 {
         let lr = config.lr_at(k);
-        assert_eq!(
-            lr,
-            multi_step_lr(config.lr, &config.lr_steps, config.lr_gamma, k),
-            "{what}: lr after {k} steps"
-        );
+        assert_eq!(lr, multi_step_lr(config.lr, &config.lr_steps, config.lr_gamma, k), "{what}: lr after {k} steps");
         let diff = point.w.val() - t.clone();
         let loss = (a.clone() * diff.clone() * diff).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &point);
@@ -123,11 +96,7 @@ fn check(name: OptimizerKind, weight_decay: f64, momentum: f64) {
         reference.step(&config, lr);
         let got: Vec<f32> = point.w.val().into_data().iter::<f32>().collect();
         for (i, (&x, &r)) in got.iter().zip(&reference.w).enumerate() {
-            assert!(
-                (x as f64 - r).abs() <= 2e-6 * r.abs().max(1.0),
-                "{what}: w[{i}] after step {}: {x} against PyTorch's rule {r}",
-                k + 1
-            );
+            assert!((x as f64 - r).abs() <= 2e-6 * r.abs().max(1.0), "{what}: w[{i}] after step {}: {x} against PyTorch's rule {r}", k + 1);
         }
     }
 }
@@ -155,8 +124,7 @@ fn parameters(module: &impl Module) -> Vec<(ParamId, Vec<f32>)> {
     struct Collect(Vec<(ParamId, Vec<f32>)>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0
-                .push((param.id, param.val().into_data().iter::<f32>().collect()));
+            self.0.push((param.id, param.val().into_data().iter::<f32>().collect()));
         }
     }
     let mut collect = Collect(Vec::new());
@@ -179,20 +147,11 @@ fn one_step(mult: f64) -> [(Vec<f32>, Vec<f32>); 2] {
     config.run.iterations = 1;
     let mut trainer = Trainer::new(&config, &Device::flex()).unwrap();
     let split = |model: &Embedder| {
-        let Embedder::SmallCnn(cnn) = model else {
-            unreachable!("the default model")
-        };
-        let head: Vec<_> = parameters(cnn.head())
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let Embedder::SmallCnn(cnn) = model else { unreachable!("the default model") };
+        let head: Vec<_> = parameters(cnn.head()).into_iter().map(|(id, _)| id).collect();
         let (mut backbone, mut head_values) = (Vec::new(), Vec::new());
         for (id, values) in parameters(model) {
-            if head.contains(&id) {
-                head_values.extend(values)
-            } else {
-                backbone.extend(values)
-            }
+            if head.contains(&id) { head_values.extend(values) } else { backbone.extend(values) }
         }
         (backbone, head_values)
     };
@@ -202,11 +161,7 @@ fn one_step(mult: f64) -> [(Vec<f32>, Vec<f32>); 2] {
 }
 
 fn delta(before: &[f32], after: &[f32]) -> Vec<f64> {
-    after
-        .iter()
-        .zip(before)
-        .map(|(a, b)| *a as f64 - *b as f64)
-        .collect()
+    after.iter().zip(before).map(|(a, b)| *a as f64 - *b as f64).collect()
 }
 
 /// ‖x − y‖ / ‖y‖.
@@ -225,26 +180,14 @@ fn backbone_learning_rate_multiplier_scales_only_the_backbone() {
     assert_eq!((&b0_frozen, &h0_frozen), (&backbone0, &head0));
 
     let full = delta(&backbone0, &backbone1);
-    assert!(
-        full.iter().any(|d| d.abs() > 1e-4),
-        "the backbone did not learn at multiplier 1"
-    );
+    assert!(full.iter().any(|d| d.abs() > 1e-4), "the backbone did not learn at multiplier 1");
     let quarter: Vec<f64> = full.iter().map(|d| 0.25 * d).collect();
     let backbone_gap = relative_distance(&delta(&backbone0, &b_quarter), &quarter);
-    assert!(
-        backbone_gap < 1e-3,
-        "backbone step at 0.25 is not a quarter of the full step: {backbone_gap:e}"
-    );
+    assert!(backbone_gap < 1e-3, "backbone step at 0.25 is not a quarter of the full step: {backbone_gap:e}");
     let head_gap = relative_distance(&delta(&head0, &h_quarter), &delta(&head0, &head1));
-    assert!(
-        head_gap < 1e-3,
-        "the head's step changed with the backbone's multiplier: {head_gap:e}"
-    );
+    assert!(head_gap < 1e-3, "the head's step changed with the backbone's multiplier: {head_gap:e}");
 
     assert_eq!(b_frozen, backbone0, "the backbone moved at multiplier 0");
     let head_gap = relative_distance(&delta(&head0, &h_frozen), &delta(&head0, &head1));
-    assert!(
-        head_gap < 1e-3,
-        "the head did not learn at full rate with a frozen backbone: {head_gap:e}"
-    );
+    assert!(head_gap < 1e-3, "the head did not learn at full rate with a frozen backbone: {head_gap:e}");
 }

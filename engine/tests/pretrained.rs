@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assets::asset;
-use scratch::scratch;
 use dml_engine::burn::store::ModuleSnapshot;
 use dml_engine::burn::tensor::{Device, Tensor, TensorData};
 use dml_engine::data::InputFormat;
 use dml_engine::model::{BackboneKind, Classifier};
 use dml_engine::train::AugmentConfig;
 use dml_engine::weights::WeightFile;
+use scratch::scratch;
 
 const LITE0: &str = "efficientnet-lite0-57934424.pth";
 
@@ -137,10 +137,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
         for v in values {
             data.extend_from_slice(&v.to_le_bytes());
         }
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
-        );
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}));
     }
     let mut json = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
     while !json.len().is_multiple_of(8) {
@@ -161,10 +158,8 @@ fn torchvision_resnet18_names_in_safetensors_load_and_compute_the_same_function(
     // The source model's tensors under torchvision's names: batch norm weight/bias, the linear
     // layer as [out, in].
     let mut tensors = Vec::new();
-    let table: std::collections::HashMap<String, String> = dml_engine::weights::keys::backbone_units(kind)
-        .into_iter()
-        .map(|(file, module)| (format!("backbone.{module}"), file))
-        .collect();
+    let table: std::collections::HashMap<String, String> =
+        dml_engine::weights::keys::backbone_units(kind).into_iter().map(|(file, module)| (format!("backbone.{module}"), file)).collect();
     for t in source.collect(None, None, true) {
         let (unit, param) = t.name.rsplit_once('.').unwrap();
         let shape = t.shape.to_vec();
@@ -225,11 +220,8 @@ fn a_zip_format_checkpoint_is_unwrapped_to_its_state_dict() {
     let file = WeightFile::open(&path).unwrap();
     assert_eq!(file.format, "PyTorch, zip format");
     assert_eq!(file.stripped, ["state_dict.", "module."]);
-    let listed: Vec<(String, Vec<usize>, String)> = file
-        .tensors()
-        .into_iter()
-        .map(|t| (t.name, t.shape, format!("{:?}", t.dtype)))
-        .collect();
+    let listed: Vec<(String, Vec<usize>, String)> =
+        file.tensors().into_iter().map(|t| (t.name, t.shape, format!("{:?}", t.dtype))).collect();
     let expect = |n: &str, s: &[usize], d: &str| (n.to_string(), s.to_vec(), d.to_string());
     assert_eq!(
         listed,

@@ -5,9 +5,7 @@ use dml_engine::burn::tensor::Device;
 use dml_engine::train::{Checkpoint, TrainConfig, Trainer};
 
 fn config(loss: &str) -> TrainConfig {
-    let mut config = TrainConfig::default()
-        .with_overrides(&[format!("loss.name=\"{loss}\""), "run.seed=7".into()])
-        .unwrap();
+    let mut config = TrainConfig::default().with_overrides(&[format!("loss.name=\"{loss}\""), "run.seed=7".into()]).unwrap();
     config.run.iterations = 6;
     config
 }
@@ -19,23 +17,13 @@ fn probe(trainer: &Trainer) -> Vec<f32> {
 }
 
 fn assert_same(a: &[f32], b: &[f32], what: &str) {
-    let worst = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "{what}: max |difference| {worst:e}"
-    );
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: max |difference| {worst:e}");
 }
 
 fn check(loss: &str, optimizer: &str, backbone_lr_mult: f64) {
     let config = config(loss)
-        .with_overrides(&[
-            format!("optimizer.name=\"{optimizer}\""),
-            format!("optimizer.backbone_lr_mult={backbone_lr_mult:?}"),
-        ])
+        .with_overrides(&[format!("optimizer.name=\"{optimizer}\""), format!("optimizer.backbone_lr_mult={backbone_lr_mult:?}")])
         .unwrap();
     let device = Device::flex();
     let mut straight = Trainer::new(&config, &device).unwrap();
@@ -47,24 +35,15 @@ fn check(loss: &str, optimizer: &str, backbone_lr_mult: f64) {
     }
     let bytes = interrupted.checkpoint().unwrap().to_bytes();
     drop(interrupted);
-    let mut resumed =
-        Trainer::resume(&config, &device, &Checkpoint::from_bytes(&bytes).unwrap()).unwrap();
+    let mut resumed = Trainer::resume(&config, &device, &Checkpoint::from_bytes(&bytes).unwrap()).unwrap();
     assert_eq!(resumed.iteration(), 3);
-    assert_same(
-        &probe(&resumed),
-        &probe(&straight),
-        &format!("{loss}/{optimizer}: weights after loading the checkpoint"),
-    );
+    assert_same(&probe(&resumed), &probe(&straight), &format!("{loss}/{optimizer}: weights after loading the checkpoint"));
     for i in 3..6 {
         let a = straight.step().unwrap();
         let b = resumed.step().unwrap();
         assert_eq!(a, b, "{loss}/{optimizer}: step {}", i + 1);
     }
-    assert_same(
-        &probe(&resumed),
-        &probe(&straight),
-        &format!("{loss}/{optimizer}: weights at the end"),
-    );
+    assert_same(&probe(&resumed), &probe(&straight), &format!("{loss}/{optimizer}: weights at the end"));
 }
 
 #[test]

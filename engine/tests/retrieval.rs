@@ -13,10 +13,8 @@ fn reference(q: &[f64], ql: &[i64], g: &[f64], gl: &[i64], d: usize, leave_one_o
     let mut hits = vec![0usize; ks.len()];
     let (mut map, mut rp) = (0.0, 0.0);
     for i in 0..ql.len() {
-        let mut ranked: Vec<(f64, usize)> = (0..gl.len())
-            .filter(|&j| !(leave_one_out && j == i))
-            .map(|j| ((0..d).map(|t| q[i * d + t] * g[j * d + t]).sum(), j))
-            .collect();
+        let mut ranked: Vec<(f64, usize)> =
+            (0..gl.len()).filter(|&j| !(leave_one_out && j == i)).map(|j| ((0..d).map(|t| q[i * d + t] * g[j * d + t]).sum(), j)).collect();
         ranked.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
         let rel: Vec<bool> = ranked.iter().map(|&(_, j)| gl[j] == ql[i]).collect();
         let r = rel.iter().filter(|&&b| b).count();

@@ -11,10 +11,8 @@ use dml_engine::project::{Tsne, TsneConfig};
 fn knn(x: &[f64], n: usize, d: usize, k: usize) -> Vec<Vec<usize>> {
     (0..n)
         .map(|i| {
-            let mut order: Vec<(f64, usize)> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| ((0..d).map(|c| (x[i * d + c] - x[j * d + c]).powi(2)).sum(), j))
-                .collect();
+            let mut order: Vec<(f64, usize)> =
+                (0..n).filter(|&j| j != i).map(|j| ((0..d).map(|c| (x[i * d + c] - x[j * d + c]).powi(2)).sum(), j)).collect();
             order.sort_by(|a, b| a.0.total_cmp(&b.0));
             order[..k].iter().map(|&(_, j)| j).collect()
         })

@@ -108,29 +108,16 @@ fn check(args: CheckArgs) -> Result<(), CliError> {
 
 /// The Fashion-MNIST kinds: IDX files read whole, split into training and test classes.
 fn check_grey(args: CheckArgs) -> Result<(), CliError> {
-    let config = DataConfig {
-        dataset: args.dataset,
-        root: args.root.unwrap_or_default(),
-        ..DataConfig::default()
-    };
+    let config = DataConfig { dataset: args.dataset, root: args.root.unwrap_or_default(), ..DataConfig::default() };
     let root = config.resolved_root();
-    let inputs = config
-        .inputs(&Default::default(), dml_engine::data::Normalization::IMAGENET)
-        .map_err(|e| CliError::at(&e.path, e.message))?;
+    let inputs =
+        config.inputs(&Default::default(), dml_engine::data::Normalization::IMAGENET).map_err(|e| CliError::at(&e.path, e.message))?;
     let dml_engine::data::Inputs::Grey { split, .. } = inputs else {
         unreachable!("Fashion-MNIST is read as grey images");
     };
     let bundled = root.as_os_str().is_empty();
-    let source = if bundled {
-        "the bundled Fashion-MNIST test set (compiled into dml)".to_string()
-    } else {
-        root.display().to_string()
-    };
-    println!(
-        "{source}: {}; {}",
-        describe_grey("train", &split.train),
-        describe_grey("test", &split.test)
-    );
+    let source = if bundled { "the bundled Fashion-MNIST test set (compiled into dml)".to_string() } else { root.display().to_string() };
+    println!("{source}: {}; {}", describe_grey("train", &split.train), describe_grey("test", &split.test));
     let expected: &[usize] = match args.dataset {
         DatasetKind::FashionMnistFull => &[30_000, 5_000],
         _ => &[5_000, 5_000],

@@ -68,15 +68,10 @@ pub fn run(args: EmbedArgs) -> Result<(), CliError> {
     let batch_size = args.batch_size.unwrap_or(run.config.eval.batch_size).max(1);
 
     let mut progress = Progress::new("embed", 0, files.len() as u64).with_unit("img");
-    let (mut embeddings, mut kept) = (
-        Vec::with_capacity(files.len() * dim),
-        Vec::with_capacity(files.len()),
-    );
+    let (mut embeddings, mut kept) = (Vec::with_capacity(files.len() * dim), Vec::with_capacity(files.len()));
     for (c, chunk) in files.chunks(batch_size).enumerate() {
         let started = std::time::Instant::now();
-        let (batch, rows) = format
-            .read_files(chunk, args.skip_bad_images)
-            .map_err(super::bad_image)?;
+        let (batch, rows) = format.read_files(chunk, args.skip_bad_images).map_err(super::bad_image)?;
         if !batch.skipped.is_empty() {
             progress.interrupt();
         }
@@ -85,27 +80,16 @@ pub fn run(args: EmbedArgs) -> Result<(), CliError> {
         }
         embeddings.extend(run.model.embed_batch(&batch, &run.device));
         kept.extend(rows.into_iter().map(|r| &chunk[r]));
-        progress.update(
-            (c * batch_size + chunk.len()) as u64,
-            None,
-            chunk.len() as u64,
-            Some(started.elapsed()),
-        );
+        progress.update((c * batch_size + chunk.len()) as u64, None, chunk.len() as u64, Some(started.elapsed()));
     }
     progress.interrupt();
     if kept.is_empty() {
         return Err(CliError::plain("no image could be read"));
     }
-    npy::write_matrix_f32(&args.out, kept.len(), dim, &embeddings)
-        .map_err(|e| CliError::at(&args.out, e))?;
+    npy::write_matrix_f32(&args.out, kept.len(), dim, &embeddings).map_err(|e| CliError::at(&args.out, e))?;
     let list_path = args.out.with_extension("txt");
     let list: String = kept.iter().map(|p| format!("{}\n", p.display())).collect();
     npy::write_atomically(&list_path, list.as_bytes()).map_err(|e| CliError::at(&list_path, e))?;
-    println!(
-        "wrote {} × {dim} embeddings to {} (files in row order: {})",
-        kept.len(),
-        args.out.display(),
-        list_path.display()
-    );
+    println!("wrote {} × {dim} embeddings to {} (files in row order: {})", kept.len(), args.out.display(), list_path.display());
     Ok(())
 }

@@ -39,13 +39,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<(), CliError> {
-    let super::TestEmbeddings {
-        config,
-        test,
-        query,
-        device,
-        ..
-    } = super::embed_test_split(&args.run, args.backend, |config| {
+    let super::TestEmbeddings { config, test, query, device, .. } = super::embed_test_split(&args.run, args.backend, |config| {
         config.data.skip_bad_images |= args.skip_bad_images;
         if let Some(dataset) = args.dataset {
             config.data.dataset = dataset;

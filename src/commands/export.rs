@@ -44,14 +44,8 @@ pub struct ExportArgs {
 const SPRITE_LIMIT: usize = 8192;
 
 pub fn run(args: ExportArgs) -> Result<(), CliError> {
-    let super::TestEmbeddings {
-        config,
-        inputs,
-        test,
-        ..
-    } = super::embed_test_split(&args.run, args.backend, |c| {
-        c.data.skip_bad_images |= args.skip_bad_images
-    })?;
+    let super::TestEmbeddings { config, inputs, test, .. } =
+        super::embed_test_split(&args.run, args.backend, |c| c.data.skip_bad_images |= args.skip_bad_images)?;
     // The rows of the embeddings, as files, for photo datasets: the test files that were read.
     let files: Option<Vec<PathBuf>> = match inputs.as_ref() {
         Inputs::Grey { .. } => None,
@@ -74,13 +68,7 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn projector(
-    out: &Path,
-    config: &TrainConfig,
-    inputs: &Inputs,
-    test: &Embedded,
-    files: Option<&[PathBuf]>,
-) -> Result<(), CliError> {
+fn projector(out: &Path, config: &TrainConfig, inputs: &Inputs, test: &Embedded, files: Option<&[PathBuf]>) -> Result<(), CliError> {
     let (embeddings, dim) = (&test.embeddings, config.model.dim);
     std::fs::create_dir_all(out).map_err(|e| CliError::at(out, e))?;
     let write = |name: &str, bytes: &[u8]| -> Result<(), CliError> {
@@ -113,9 +101,7 @@ fn projector(
         }
         (Inputs::Files { .. }, files) => {
             let (sprite, image) = photo_sprite(files.expect("photo datasets list their files"));
-            image
-                .save(&sprite_path)
-                .map_err(|e| CliError::at(&sprite_path, e))?;
+            image.save(&sprite_path).map_err(|e| CliError::at(&sprite_path, e))?;
             sprite
         }
     };
@@ -155,14 +141,8 @@ fn sprite_sheet(images: &GreyImages) -> Sprite {
         for y in 0..cell {
             for x in 0..cell {
                 // Box filter over the source pixels that map into this cell pixel.
-                let (y0, y1) = (
-                    y * images.height / cell,
-                    ((y + 1) * images.height / cell).max(y * images.height / cell + 1),
-                );
-                let (x0, x1) = (
-                    x * images.width / cell,
-                    ((x + 1) * images.width / cell).max(x * images.width / cell + 1),
-                );
+                let (y0, y1) = (y * images.height / cell, ((y + 1) * images.height / cell).max(y * images.height / cell + 1));
+                let (x0, x1) = (x * images.width / cell, ((x + 1) * images.width / cell).max(x * images.width / cell + 1));
                 let mut sum = 0u32;
                 for sy in y0..y1 {
                     for sx in x0..x1 {
@@ -202,14 +182,7 @@ fn photo_sprite(files: &[PathBuf]) -> (Sprite, RgbImage) {
         }
         progress.update(c * CHUNK + chunk.len(), files.len());
     }
-    (
-        Sprite {
-            side,
-            cell,
-            pixels: Vec::new(),
-        },
-        sheet,
-    )
+    (Sprite { side, cell, pixels: Vec::new() }, sheet)
 }
 
 #[cfg(test)]

@@ -62,10 +62,7 @@ pub fn write(
 
     // Gallery images as the page embeds them again: grey images as they are (lossless PNG), photos
     // as the centred square of the test resize, whose centre crop is the test view.
-    let names: Vec<String> = rows
-        .iter()
-        .map(|&r| format!("gallery/{r:06}.{}", if files.is_some() { "jpg" } else { "png" }))
-        .collect();
+    let names: Vec<String> = rows.iter().map(|&r| format!("gallery/{r:06}.{}", if files.is_some() { "jpg" } else { "png" })).collect();
     let started = Instant::now();
     let mut bar = ImageCountBar::new("gallery");
     for (c, chunk) in rows.chunks(64).enumerate() {
@@ -123,8 +120,7 @@ fn write_image(path: &Path, inputs: &Inputs, files: Option<&[PathBuf]>, row: usi
     match (inputs, files) {
         (Inputs::Grey { split, .. }, _) => {
             let images = &split.test;
-            dml_engine::png::write_grey(path, images.width, images.height, images.image(row))
-                .map_err(|e| CliError::at(path, e))
+            dml_engine::png::write_grey(path, images.width, images.height, images.image(row)).map_err(|e| CliError::at(path, e))
         }
         (Inputs::Files { transform, .. }, Some(files)) => {
             let source = &files[row];

@@ -29,10 +29,8 @@ fn scratch(dir: &Path) -> Result<PathBuf, CliError> {
 
 /// The only file in `scratch`, moved up into `dir`.
 fn single_file(scratch: &Path, dir: &Path) -> Result<PathBuf, CliError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(scratch)
-        .map_err(|e| CliError::at(scratch, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(scratch).map_err(|e| CliError::at(scratch, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     if files.len() != 1 {
         return Err(CliError::at(scratch, format!("expected one downloaded file, found {}", files.len())));
     }
@@ -75,9 +73,7 @@ pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), CliError> {
 pub fn extract_zip_member(archive: &Path, member: &str, target: &Path) -> Result<(), CliError> {
     let file = std::fs::File::open(archive).map_err(|e| CliError::at(archive, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| CliError::at(archive, e))?;
-    let mut entry = zip
-        .by_name(member)
-        .map_err(|e| CliError::at(archive, format!("{member}: {e}")))?;
+    let mut entry = zip.by_name(member).map_err(|e| CliError::at(archive, format!("{member}: {e}")))?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry.read_to_end(&mut bytes).map_err(|e| CliError::at(archive, format!("{member}: {e}")))?;
     write_atomically(target, &bytes)

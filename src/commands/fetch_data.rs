@@ -9,10 +9,7 @@ use super::progress::Progress;
 use crate::error::CliError;
 
 /// The npm packages of the emoji dataset, one drawing style each.
-const EMOJI_PACKAGES: [(&str, &str); 2] = [
-    ("google", "emoji-datasource-google@16.0.0"),
-    ("twitter", "emoji-datasource-twitter@16.0.0"),
-];
+const EMOJI_PACKAGES: [(&str, &str); 2] = [("google", "emoji-datasource-google@16.0.0"), ("twitter", "emoji-datasource-twitter@16.0.0")];
 /// 64 × 64 PNGs per style in version 16.0.0.
 const EMOJI_IMAGES: u64 = 3_786;
 
@@ -21,9 +18,7 @@ pub fn run(name: &str, dir: Option<PathBuf>) -> Result<(), CliError> {
     match name {
         "emoji" => emoji(&dir),
         "fashion-mnist-full" => fashion_mnist_full(&dir),
-        other => Err(CliError::plain(format!(
-            "no dataset named `{other}` can be fetched (known: emoji, fashion-mnist-full)"
-        ))),
+        other => Err(CliError::plain(format!("no dataset named `{other}` can be fetched (known: emoji, fashion-mnist-full)"))),
     }
 }
 
@@ -88,12 +83,7 @@ fn emoji(dir: &Path) -> Result<(), CliError> {
 }
 
 fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
-    let files = [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ];
+    let files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
     std::fs::create_dir_all(dir).map_err(|e| CliError::at(dir, e))?;
     if files.iter().all(|f| dir.join(f).exists()) {
         println!("{}: already there", dir.display());
@@ -149,11 +139,8 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
         return Err(CliError::at(&deb, format!("{missing} is not in the package")));
     }
     // Where `dml train --dataset fashion-mnist-full` looks without --root.
-    let default_dir = dml_engine::data::DataConfig {
-        dataset: dml_engine::data::DatasetKind::FashionMnistFull,
-        ..Default::default()
-    }
-    .resolved_root();
+    let default_dir =
+        dml_engine::data::DataConfig { dataset: dml_engine::data::DatasetKind::FashionMnistFull, ..Default::default() }.resolved_root();
     let root_flag = if dir == default_dir { String::new() } else { format!(" --root {}", dir.display()) };
     let (train, test) = dml_engine::data::fashion_mnist::full_split(dir).map_err(|e| CliError::at(&e.path, e.source))?;
     println!(

@@ -28,7 +28,9 @@ pub fn run(args: GuiArgs) -> Result<(), CliError> {
     };
     #[cfg(target_os = "linux")]
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        return Err(CliError::plain("dml gui needs a display: neither DISPLAY nor WAYLAND_DISPLAY is set (on a headless machine, run it under Xvfb)"));
+        return Err(CliError::plain(
+            "dml gui needs a display: neither DISPLAY nor WAYLAND_DISPLAY is set (on a headless machine, run it under Xvfb)",
+        ));
     }
     dml_app::run_native(&root, args.run.as_deref()).map_err(|e| CliError::plain(format!("gui: {e}")))
 }

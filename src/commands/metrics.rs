@@ -91,10 +91,7 @@ fn read_embeddings(path: &Path) -> Result<npy::Matrix, CliError> {
 fn read_labels(path: &Path, expected: usize, embeddings: &Path) -> Result<Vec<i64>, CliError> {
     let labels = npy::read_labels(path).map_err(|e| CliError::at(path, e))?;
     if labels.len() != expected {
-        return Err(CliError::at(
-            path,
-            format!("{} labels, but {} has {} rows", labels.len(), embeddings.display(), expected),
-        ));
+        return Err(CliError::at(path, format!("{} labels, but {} has {} rows", labels.len(), embeddings.display(), expected)));
     }
     Ok(labels)
 }

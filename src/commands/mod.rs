@@ -27,8 +27,7 @@ use crate::error::CliError;
 use progress::ImageCountBar;
 
 /// The `--backend` flag's help, the same for every command that computes.
-const BACKEND_HELP: &str =
-    "auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature)";
+const BACKEND_HELP: &str = "auto (wgpu on a hardware GPU, else cpu), cpu, wgpu or cuda (builds with the `cuda` feature)";
 
 /// A trained run's model (in inference mode) with its config.
 pub struct LoadedRun {
@@ -39,23 +38,13 @@ pub struct LoadedRun {
 
 /// Opens the run folder, lets `adjust` change its config (another dataset) and loads
 /// `model.bpk`.
-pub fn load_run(
-    run_dir: &Path,
-    backend: BackendChoice,
-    adjust: impl FnOnce(&mut TrainConfig),
-) -> Result<LoadedRun, CliError> {
+pub fn load_run(run_dir: &Path, backend: BackendChoice, adjust: impl FnOnce(&mut TrainConfig)) -> Result<LoadedRun, CliError> {
     let run = RunDir::open(run_dir).map_err(|e| CliError::at(&e.path, e.message))?;
     let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
     adjust(&mut config);
     let device = select_backend(backend)?.device;
-    let model = load_model(&run, &config, &device)
-        .map_err(|e| CliError::at(&e.path, e.message))?
-        .valid();
-    Ok(LoadedRun {
-        config,
-        model,
-        device,
-    })
+    let model = load_model(&run, &config, &device).map_err(|e| CliError::at(&e.path, e.message))?.valid();
+    Ok(LoadedRun { config, model, device })
 }
 
 /// A trained run's model applied to the test classes of its (or another) dataset.
@@ -69,21 +58,9 @@ pub struct TestEmbeddings {
 }
 
 /// [`load_run`], then embeds the test classes, telling the user of images left out.
-pub fn embed_test_split(
-    run_dir: &Path,
-    backend: BackendChoice,
-    adjust: impl FnOnce(&mut TrainConfig),
-) -> Result<TestEmbeddings, CliError> {
-    let LoadedRun {
-        config,
-        model,
-        device,
-    } = load_run(run_dir, backend, adjust)?;
-    let inputs = Arc::new(
-        config
-            .inputs()
-            .map_err(|e| CliError::at(&e.path, &e.message))?,
-    );
+pub fn embed_test_split(run_dir: &Path, backend: BackendChoice, adjust: impl FnOnce(&mut TrainConfig)) -> Result<TestEmbeddings, CliError> {
+    let LoadedRun { config, model, device } = load_run(run_dir, backend, adjust)?;
+    let inputs = Arc::new(config.inputs().map_err(|e| CliError::at(&e.path, &e.message))?);
     let mut bar = ImageCountBar::new("embed");
     let (test, query) = embed_test(&model, &inputs, config.eval.batch_size, config.data.prefetch, &device, &mut |done, total| {
         bar.update(done, total);
@@ -96,21 +73,12 @@ pub fn embed_test_split(
     for bad in query.iter().flat_map(|q| &q.skipped).chain(&test.skipped) {
         eprintln!("warning: skipped {bad}");
     }
-    Ok(TestEmbeddings {
-        config,
-        inputs,
-        test,
-        query,
-        device,
-    })
+    Ok(TestEmbeddings { config, inputs, test, query, device })
 }
 
 /// The error for an image that cannot be read, with the way around it.
 pub fn bad_image(bad: BadImage) -> CliError {
-    CliError::at(
-        &bad.path,
-        format!("{} (--skip-bad-images leaves such images out)", bad.message),
-    )
+    CliError::at(&bad.path, format!("{} (--skip-bad-images leaves such images out)", bad.message))
 }
 
 /// Resolves `--backend` and tells the user (on stderr) what was chosen.
@@ -118,8 +86,7 @@ pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError
     // Even on the CPU backend: resuming a run loads optimiser state onto Burn's default device,
     // which probes wgpu.
     quiet_wayland_probe();
-    let selected =
-        backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
+    let selected = backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
     eprintln!("backend: {}", selected.description);
     Ok(selected)
 }

@@ -24,11 +24,7 @@ pub struct Progress {
 
 fn clock(duration: Duration) -> String {
     let s = duration.as_secs();
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
+    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
 }
 
 impl Progress {
@@ -58,13 +54,7 @@ impl Progress {
     }
 
     /// `step_time`: how long the `steps` steps up to `done` took, when known.
-    pub fn update(
-        &mut self,
-        done: u64,
-        loss: Option<f64>,
-        steps: u64,
-        step_time: Option<Duration>,
-    ) {
+    pub fn update(&mut self, done: u64, loss: Option<f64>, steps: u64, step_time: Option<Duration>) {
         if let Some(t) = step_time {
             self.timed_steps += steps;
             self.busy += t;
@@ -72,16 +62,8 @@ impl Progress {
         if self.created.elapsed() < self.hidden_for {
             return;
         }
-        let rate = if self.busy.is_zero() {
-            0.0
-        } else {
-            self.timed_steps as f64 / self.busy.as_secs_f64()
-        };
-        let eta = if rate > 0.0 {
-            Duration::from_secs_f64((self.total - done) as f64 / rate)
-        } else {
-            Duration::ZERO
-        };
+        let rate = if self.busy.is_zero() { 0.0 } else { self.timed_steps as f64 / self.busy.as_secs_f64() };
+        let eta = if rate > 0.0 { Duration::from_secs_f64((self.total - done) as f64 / rate) } else { Duration::ZERO };
         let width = 24;
         let filled = (done as usize * width) / self.total.max(1) as usize;
         let bar: String = (0..width)
@@ -96,19 +78,10 @@ impl Progress {
             })
             .collect();
         let loss = loss.map_or(String::new(), |l| format!(" loss {l:.4}"));
-        let line = format!(
-            "{} [{bar}] {done}/{}{loss} {rate:.2} {}/s ETA {}",
-            self.label,
-            self.total,
-            self.unit,
-            clock(eta)
-        );
+        let line = format!("{} [{bar}] {done}/{}{loss} {rate:.2} {}/s ETA {}", self.label, self.total, self.unit, clock(eta));
         if self.terminal {
             let now = Instant::now();
-            let due = self
-                .last_draw
-                .is_none_or(|t| now - t >= Duration::from_millis(100))
-                || done == self.total;
+            let due = self.last_draw.is_none_or(|t| now - t >= Duration::from_millis(100)) || done == self.total;
             if due {
                 eprint!("\r{line}\x1b[K");
                 let _ = std::io::stderr().flush();

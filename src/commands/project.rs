@@ -86,7 +86,11 @@ pub fn run(args: ProjectArgs) -> Result<(), CliError> {
                 seed: 0,
             };
             if !(config.perplexity > 0.0 && (config.perplexity * 3.0) < n as f64) {
-                return Err(CliError::plain(format!("--perplexity {}: must be positive and below n / 3 = {:.1}", args.perplexity, n as f64 / 3.0)));
+                return Err(CliError::plain(format!(
+                    "--perplexity {}: must be positive and below n / 3 = {:.1}",
+                    args.perplexity,
+                    n as f64 / 3.0
+                )));
             }
             if !(config.theta >= 0.0 && config.theta <= 0.7) {
                 return Err(CliError::plain(format!("--theta {}: must be within 0 (exact) … 0.7", args.theta)));

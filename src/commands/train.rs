@@ -9,9 +9,7 @@ use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::eval::RetrievalMetrics;
 use dml_engine::loss::LossConfig;
-use dml_engine::train::{
-    self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer,
-};
+use dml_engine::train::{self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
 
 use super::progress::{ImageCountBar, Progress};
 use crate::error::CliError;
@@ -111,52 +109,26 @@ impl TrainArgs {
         };
         let quoted = |s: &str| toml_string(s);
         push("data.dataset", self.dataset.as_deref().map(quoted));
-        push(
-            "data.root",
-            self.root.as_deref().map(|p| quoted(&p.to_string_lossy())),
-        );
-        push(
-            "data.skip_bad_images",
-            self.skip_bad_images.then(|| "true".to_string()),
-        );
+        push("data.root", self.root.as_deref().map(|p| quoted(&p.to_string_lossy())));
+        push("data.skip_bad_images", self.skip_bad_images.then(|| "true".to_string()));
         push("model.backbone", self.backbone.as_deref().map(quoted));
-        push(
-            "model.pretrained",
-            self.pretrained.as_deref().map(|p| quoted(&p.to_string_lossy())),
-        );
-        push(
-            "model.freeze_bn",
-            self.freeze_bn.then(|| "true".to_string()),
-        );
+        push("model.pretrained", self.pretrained.as_deref().map(|p| quoted(&p.to_string_lossy())));
+        push("model.freeze_bn", self.freeze_bn.then(|| "true".to_string()));
         push("model.dim", self.dim.map(|v| v.to_string()));
         push("sampler.p", self.p.map(|v| v.to_string()));
         push("sampler.k", self.k.map(|v| v.to_string()));
         push("optimizer.name", self.optimizer.as_deref().map(quoted));
         push("optimizer.lr", self.lr.map(toml_float));
         push("optimizer.weight_decay", self.weight_decay.map(toml_float));
-        push(
-            "optimizer.backbone_lr_mult",
-            self.backbone_lr_mult.map(toml_float),
-        );
+        push("optimizer.backbone_lr_mult", self.backbone_lr_mult.map(toml_float));
         push(
             "optimizer.lr_steps",
-            self.lr_steps.as_ref().map(|s| {
-                format!(
-                    "[{}]",
-                    s.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-                )
-            }),
+            self.lr_steps.as_ref().map(|s| format!("[{}]", s.iter().map(u64::to_string).collect::<Vec<_>>().join(","))),
         );
         push("optimizer.lr_gamma", self.lr_gamma.map(toml_float));
         push("run.iterations", self.iterations.map(|v| v.to_string()));
-        push(
-            "run.eval_interval",
-            self.eval_interval.map(|v| v.to_string()),
-        );
-        push(
-            "run.checkpoint_interval",
-            self.checkpoint_interval.map(|v| v.to_string()),
-        );
+        push("run.eval_interval", self.eval_interval.map(|v| v.to_string()));
+        push("run.checkpoint_interval", self.checkpoint_interval.map(|v| v.to_string()));
         push("run.seed", self.seed.map(|v| v.to_string()));
         push("run.backend", self.backend.map(|b| quoted(&b.to_string())));
         out.extend(self.set.iter().cloned());
@@ -170,11 +142,7 @@ fn toml_string(s: &str) -> String {
 
 fn toml_float(v: f64) -> String {
     let s = format!("{v:?}");
-    if s.contains(['.', 'e', 'E']) || !v.is_finite() {
-        s
-    } else {
-        format!("{s}.0")
-    }
+    if s.contains(['.', 'e', 'E']) || !v.is_finite() { s } else { format!("{s}.0") }
 }
 
 /// Raised by Ctrl-C: the loop checkpoints and stops between two iterations.
@@ -207,12 +175,9 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         None => TrainConfig::default(),
     };
     if let Some(name) = &args.loss {
-        config.loss = LossConfig::from_name(name)
-            .map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
+        config.loss = LossConfig::from_name(name).map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
     }
-    config
-        .with_overrides(&args.overrides())
-        .map_err(CliError::plain)
+    config.with_overrides(&args.overrides()).map_err(CliError::plain)
 }
 
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
@@ -221,10 +186,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             let given = args.overrides();
             let may_change = |o: &String| o.starts_with("run.backend=") || o.starts_with("run.iterations=");
             if !given.iter().all(may_change) || args.loss.is_some() {
-                return Err(CliError::at(
-                    dir,
-                    "--resume continues the run's own config.toml; only --backend and --iterations may change",
-                ));
+                return Err(CliError::at(dir, "--resume continues the run's own config.toml; only --backend and --iterations may change"));
             }
             let run = RunDir::open(dir).map_err(|e| CliError::at(&e.path, e.message))?;
             let mut config = run.config().map_err(|e| CliError::at(&e.path, e.message))?;
@@ -236,10 +198,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             if let Some(iterations) = args.iterations.filter(|&n| n != config.run.iterations) {
                 let done = checkpoint.state.iteration;
                 if iterations < done {
-                    return Err(CliError::at(
-                        dir,
-                        format!("--iterations {iterations}: the run has already trained {done} iterations"),
-                    ));
+                    return Err(CliError::at(dir, format!("--iterations {iterations}: the run has already trained {done} iterations")));
                 }
                 // A longer (or shorter, not yet reached) run: the same steps as a run configured
                 // that way from the start, since nothing else depends on the total.
@@ -257,8 +216,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             let dir = args.run_dir.clone().unwrap_or_else(|| RunDir::fresh_path(Path::new("runs")));
-            let run =
-                RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
+            let run = RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
             (run, config, None)
         }
     };
@@ -281,11 +239,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         other => CliError::at(&root, other),
     })?;
     let inputs = trainer.inputs();
-    let test: Vec<String> = inputs
-        .test_parts()
-        .iter()
-        .map(|p| format!("{} {} images", p.labels.len(), p.name))
-        .collect();
+    let test: Vec<String> = inputs.test_parts().iter().map(|p| format!("{} {} images", p.labels.len(), p.name)).collect();
     eprintln!(
         "run: {}  ({} train images in {} classes, {}; {} loss, {} iterations)",
         run_dir.path().display(),
@@ -312,25 +266,15 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             Ok(())
         }
         Ok(Outcome::Stopped(iteration)) => {
-            eprintln!(
-                "stopped at iteration {iteration}; checkpoint saved. Continue with: dml train --resume {}",
-                run_dir.path().display()
-            );
+            eprintln!("stopped at iteration {iteration}; checkpoint saved. Continue with: dml train --resume {}", run_dir.path().display());
             Ok(())
         }
         Err(train::RunError::Train(e @ train::TrainError::NonFinite { .. })) => {
-            let kept = Checkpoint::load(&run_dir.checkpoint_path())
-                .map(|c| c.state.iteration)
-                .unwrap_or(0);
-            Err(CliError::at(
-                run_dir.path(),
-                format!("{e}; the last good checkpoint (iteration {kept}) is kept"),
-            ))
+            let kept = Checkpoint::load(&run_dir.checkpoint_path()).map(|c| c.state.iteration).unwrap_or(0);
+            Err(CliError::at(run_dir.path(), format!("{e}; the last good checkpoint (iteration {kept}) is kept")))
         }
         Err(train::RunError::Train(train::TrainError::BadImage(bad))) => {
-            let kept = Checkpoint::load(&run_dir.checkpoint_path())
-                .map(|c| c.state.iteration)
-                .unwrap_or(0);
+            let kept = Checkpoint::load(&run_dir.checkpoint_path()).map(|c| c.state.iteration).unwrap_or(0);
             let mut err = super::bad_image(bad);
             err.message += &format!(
                 "; the last checkpoint (iteration {kept}) is kept: fix or remove the file, then dml train --resume {}",
@@ -345,24 +289,13 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
 }
 
 fn count_classes(labels: &[i64]) -> usize {
-    labels
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+    labels.iter().collect::<std::collections::BTreeSet<_>>().len()
 }
 
 fn first_evaluation(run: &RunDir) -> Option<RetrievalMetrics> {
     run.metrics().ok()?.into_iter().find_map(|line| match line {
-        train::MetricsLine::Eval {
-            recall_at_k,
-            map_at_r,
-            r_precision,
-            ..
-        } => Some(RetrievalMetrics {
-            recall_at_k: recall_at_k
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
-                .collect(),
+        train::MetricsLine::Eval { recall_at_k, map_at_r, r_precision, .. } => Some(RetrievalMetrics {
+            recall_at_k: recall_at_k.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
             map_at_r,
             r_precision,
             queries: 0,
@@ -383,12 +316,7 @@ struct CliObserver {
 impl TrainObserver for CliObserver {
     fn step(&mut self, report: &StepReport, _total: u64) {
         let now = Instant::now();
-        self.progress.update(
-            report.iteration,
-            Some(report.loss),
-            1,
-            self.since.map(|t| now - t),
-        );
+        self.progress.update(report.iteration, Some(report.loss), 1, self.since.map(|t| now - t));
         self.since = Some(now);
     }
 
@@ -410,17 +338,8 @@ impl TrainObserver for CliObserver {
         self.since = Some(Instant::now());
         self.progress.interrupt();
         let m = &evaluation.metrics;
-        let recalls: Vec<String> = m
-            .recall_at_k
-            .iter()
-            .map(|(k, v)| format!("R@{k} {v:.4}"))
-            .collect();
-        println!(
-            "eval  iteration {iteration:>6}  {}  MAP@R {:.4}  R-Prec {:.4}",
-            recalls.join("  "),
-            m.map_at_r,
-            m.r_precision
-        );
+        let recalls: Vec<String> = m.recall_at_k.iter().map(|(k, v)| format!("R@{k} {v:.4}")).collect();
+        println!("eval  iteration {iteration:>6}  {}  MAP@R {:.4}  R-Prec {:.4}", recalls.join("  "), m.map_at_r, m.r_precision);
     }
 }
 
@@ -432,16 +351,6 @@ fn print_summary(before: Option<&RetrievalMetrics>, after: &RetrievalMetrics) {
         let b = before.and_then(|b| b.recall_at_k.get(k).copied());
         println!("  {:<12} {:>8} {:>8.4}", format!("Recall@{k}"), cell(b), v);
     }
-    println!(
-        "  {:<12} {:>8} {:>8.4}",
-        "MAP@R",
-        cell(before.map(|b| b.map_at_r)),
-        after.map_at_r
-    );
-    println!(
-        "  {:<12} {:>8} {:>8.4}",
-        "R-Precision",
-        cell(before.map(|b| b.r_precision)),
-        after.r_precision
-    );
+    println!("  {:<12} {:>8} {:>8.4}", "MAP@R", cell(before.map(|b| b.map_at_r)), after.map_at_r);
+    println!("  {:<12} {:>8} {:>8.4}", "R-Precision", cell(before.map(|b| b.r_precision)), after.r_precision);
 }

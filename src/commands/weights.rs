@@ -141,22 +141,15 @@ fn classify(args: ClassifyArgs) -> Result<(), CliError> {
     let file = open(&args.file)?;
     let mut model = Classifier::new(args.backbone, 1000, &device)
         .ok_or_else(|| CliError::plain("the small CNN has no pretrained weights; name an ImageNet backbone"))?;
-    file.load_into(&mut model, args.backbone, true)
-        .map_err(|e| CliError::at(&e.path, e.message))?;
-    let (batch, _) = photo_format(args.backbone)
-        .read_files(&args.images, false)
-        .map_err(|bad| CliError::at(&bad.path, bad.message))?;
+    file.load_into(&mut model, args.backbone, true).map_err(|e| CliError::at(&e.path, e.message))?;
+    let (batch, _) = photo_format(args.backbone).read_files(&args.images, false).map_err(|bad| CliError::at(&bad.path, bad.message))?;
     let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, batch.shape), &device);
     let probabilities = dml_engine::burn::tensor::activation::softmax(model.forward(x), 1);
     let rows: Vec<f32> = probabilities.into_data().iter::<f32>().collect();
     for (path, row) in args.images.iter().zip(rows.chunks(1000)) {
         let mut order: Vec<usize> = (0..row.len()).collect();
         order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-        let top: Vec<String> = order
-            .iter()
-            .take(args.top)
-            .map(|&c| format!("{c} ({:.3})", row[c]))
-            .collect();
+        let top: Vec<String> = order.iter().take(args.top).map(|&c| format!("{c} ({:.3})", row[c])).collect();
         println!("{}: {}", path.display(), top.join(", "));
     }
     Ok(())
@@ -169,10 +162,7 @@ const LITE0_SIZE: u64 = 18_826_032;
 
 fn fetch(args: FetchArgs) -> Result<(), CliError> {
     if args.name != "efficientnet-lite0" {
-        return Err(CliError::plain(format!(
-            "no published weights named `{}` can be fetched (known: efficientnet-lite0)",
-            args.name
-        )));
+        return Err(CliError::plain(format!("no published weights named `{}` can be fetched (known: efficientnet-lite0)", args.name)));
     }
     let dir = args.dir.unwrap_or_else(|| dml_engine::data::cache_dir().join("weights"));
     let target = dir.join(Path::new(LITE0_MEMBER).file_name().expect("a file name"));

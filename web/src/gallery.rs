@@ -62,10 +62,7 @@ impl Gallery {
             .embeddings
             .chunks_exact(self.dim)
             .enumerate()
-            .map(|(index, row)| Neighbour {
-                index,
-                score: row.iter().zip(query).map(|(a, b)| a * b).sum(),
-            })
+            .map(|(index, row)| Neighbour { index, score: row.iter().zip(query).map(|(a, b)| a * b).sum() })
             .collect();
         let k = k.min(all.len());
         let by_score = |a: &Neighbour, b: &Neighbour| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));

@@ -7,8 +7,8 @@ pub mod gallery;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::Device;
 use burn::module::Module;
+use burn::tensor::Device;
 use dml_engine::data::{Batch, InputFormat};
 use dml_engine::image::RgbImage;
 use dml_engine::model::Embedder;
@@ -75,35 +75,22 @@ pub async fn load_demo(
     let config = TrainConfig::from_toml(&config).map_err(|e| JsError::new(&format!("config.toml: {e}")))?;
     let gallery = Gallery::from_npy(&embeddings, &labels, &map).map_err(|e| JsError::new(&e))?;
     if gallery.dim != config.model.dim {
-        return Err(JsError::new(&format!(
-            "gallery.npy has {}-dimensional embeddings, the model {}",
-            gallery.dim, config.model.dim
-        )));
+        return Err(JsError::new(&format!("gallery.npy has {}-dimensional embeddings, the model {}", gallery.dim, config.model.dim)));
     }
     let (device, backend, on_gpu) = select_device(webgpu).await;
     // Kept for the GPU's self-check below.
     let model_bytes = on_gpu.then(|| model.clone());
-    let model = model_from_bytes(&config, model, &device)
-        .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
-        .valid();
+    let model = model_from_bytes(&config, model, &device).map_err(|e| JsError::new(&format!("model.bpk: {e}")))?.valid();
     let format = config.input_format();
-    let inner = Inner {
-        model,
-        device,
-        format,
-        gallery,
-        backend,
-    };
+    let inner = Inner { model, device, format, gallery, backend };
     // A first forward pass compiles the GPU kernels, so that the user's first query is not the
     // slow one; and it is checked against the CPU backend, so that a browser whose WebGPU
     // miscompiles a kernel is caught here rather than answering queries wrongly.
     if let Some(bytes) = model_bytes {
         let probe = inner.format.read_rgb(probe_image());
         let cpu = Device::flex();
-        let reference = model_from_bytes(&config, bytes, &cpu)
-            .map_err(|e| JsError::new(&format!("model.bpk: {e}")))?
-            .valid()
-            .embed_batch(&probe, &cpu);
+        let reference =
+            model_from_bytes(&config, bytes, &cpu).map_err(|e| JsError::new(&format!("model.bpk: {e}")))?.valid().embed_batch(&probe, &cpu);
         // Several passes: with Burn's autotune on (it is off in this build, see web/Cargo.toml)
         // the first calls run a default kernel and later ones the fastest candidate.
         for pass in 1..=SELF_CHECK_PASSES {
@@ -181,11 +168,7 @@ impl Demo {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let batch = batch.map_err(|e| JsValue::from(JsError::new(&e)))?;
-            let embedding = inner
-                .model
-                .embed_batch_async(&batch, &inner.device)
-                .await
-                .map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let embedding = inner.model.embed_batch_async(&batch, &inner.device).await.map_err(|e| JsValue::from(JsError::new(&e)))?;
             Ok(js_sys::Float32Array::from(embedding.as_slice()).into())
         })
     }

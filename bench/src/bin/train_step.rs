@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use dml_engine::burn::optim::{AdamConfig, GradientsParams, decay::WeightDecayConfig};
 use dml_engine::backend::{self, BackendChoice};
+use dml_engine::burn::optim::{AdamConfig, GradientsParams, decay::WeightDecayConfig};
 use dml_engine::burn::tensor::{Distribution, Int, Tensor, TensorData};
 use dml_engine::loss::LossConfig;
 use dml_engine::model::ModelConfig;
@@ -39,19 +39,13 @@ fn main() {
     };
     let device = selected.device.autodiff();
     let mut model = config.init_seeded(channels, 0, &device);
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(WeightDecayConfig::new(5e-4)))
-        .init();
+    let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(5e-4))).init();
     let loss = LossConfig::default().init(&device);
     let per_class = if backbone == "small-cnn" { 16 } else { 8 };
     let labels: Vec<i64> = (0..batch).map(|i| (i / per_class) as i64).collect();
     let mut times = Vec::new();
     for step in 0..steps + warmup {
-        let images = Tensor::<4>::random(
-            [batch, channels, size, size],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let images = Tensor::<4>::random([batch, channels, size, size], Distribution::Normal(0.0, 1.0), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [batch]), &device);
         let start = Instant::now();
         let value = loss.forward(model.forward(images), y);

@@ -19,12 +19,7 @@ impl GreyTransform {
     }
 
     /// The images `indices` as one `[n, 1, h, w]` buffer; `flip` draws a fair coin per image.
-    pub fn batch(
-        &self,
-        images: &GreyImages,
-        indices: &[usize],
-        mut flip: Option<&mut Xoshiro256PlusPlus>,
-    ) -> Vec<f32> {
+    pub fn batch(&self, images: &GreyImages, indices: &[usize], mut flip: Option<&mut Xoshiro256PlusPlus>) -> Vec<f32> {
         let (h, w) = (images.height, images.width);
         let scale = 1.0 / (255.0 * self.std);
         let shift = self.mean / self.std;
@@ -51,21 +46,10 @@ mod tests {
 
     #[test]
     fn normalises_and_mirrors_whole_rows() {
-        let images = GreyImages {
-            height: 2,
-            width: 3,
-            pixels: vec![0, 51, 255, 102, 0, 0],
-            labels: vec![0],
-        };
-        let t = GreyTransform {
-            mean: 0.2,
-            std: 0.5,
-        };
+        let images = GreyImages { height: 2, width: 3, pixels: vec![0, 51, 255, 102, 0, 0], labels: vec![0] };
+        let t = GreyTransform { mean: 0.2, std: 0.5 };
         let plain = t.batch(&images, &[0], None);
-        let expected: Vec<f32> = [0.0f32, 0.2, 1.0, 0.4, 0.0, 0.0]
-            .iter()
-            .map(|x| (x - 0.2) / 0.5)
-            .collect();
+        let expected: Vec<f32> = [0.0f32, 0.2, 1.0, 0.4, 0.0, 0.0].iter().map(|x| (x - 0.2) / 0.5).collect();
         for (a, b) in plain.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-6);
         }

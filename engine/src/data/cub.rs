@@ -27,9 +27,8 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let id = int_field(&fields, 0, &labels_path, n + 1, "image id")?;
         let class = int_field(&fields, 1, &labels_path, n + 1, "class")?;
-        let path = paths
-            .get(&id)
-            .ok_or_else(|| ListError::new(&labels_path, format!("line {}: image id {id} is not in images.txt", n + 1)))?;
+        let path =
+            paths.get(&id).ok_or_else(|| ListError::new(&labels_path, format!("line {}: image id {id} is not in images.txt", n + 1)))?;
         match class {
             1..=100 => train.push(path.clone(), class),
             101..=200 => test.push(path.clone(), class),

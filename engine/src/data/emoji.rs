@@ -34,15 +34,12 @@ pub fn image_path(style: &str, image: &str) -> PathBuf {
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let list = root.join("emoji.json");
-    let text = std::fs::read_to_string(&list).map_err(|e| {
-        ListError::new(&list, format!("{e} (an emoji root holds emoji.json and img/: `dml data fetch emoji` writes one)"))
-    })?;
-    let entries: Vec<Entry> =
-        serde_json::from_str(&text).map_err(|e| ListError::new(&list, format!("not an emoji list: {e}")))?;
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| ListError::new(&list, format!("{e} (an emoji root holds emoji.json and img/: `dml data fetch emoji` writes one)")))?;
+    let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| ListError::new(&list, format!("not an emoji list: {e}")))?;
     let mut classes = Vec::with_capacity(entries.len());
     for e in entries.into_iter().filter(|e| e.has_img_google && e.has_img_twitter) {
-        let key = code_points(&e.unified)
-            .ok_or_else(|| ListError::new(&list, format!("`{}`: not hexadecimal code points", e.unified)))?;
+        let key = code_points(&e.unified).ok_or_else(|| ListError::new(&list, format!("`{}`: not hexadecimal code points", e.unified)))?;
         classes.push((key, e.image));
     }
     classes.sort();
@@ -57,11 +54,7 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
             split.push(image_path(style, image), label as i64);
         }
     }
-    Ok(ImageDataset {
-        root: root.to_path_buf(),
-        train,
-        test: TestSet::LeaveOneOut(test),
-    })
+    Ok(ImageDataset { root: root.to_path_buf(), train, test: TestSet::LeaveOneOut(test) })
 }
 
 #[cfg(test)]
@@ -85,7 +78,12 @@ mod tests {
         let paths = |l: &ImageList| l.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
         assert_eq!(
             paths(&d.train),
-            ["img/google/64/0023-fe0f-20e3.png", "img/twitter/64/0023-fe0f-20e3.png", "img/google/64/00a9-fe0f.png", "img/twitter/64/00a9-fe0f.png"]
+            [
+                "img/google/64/0023-fe0f-20e3.png",
+                "img/twitter/64/0023-fe0f-20e3.png",
+                "img/google/64/00a9-fe0f.png",
+                "img/twitter/64/00a9-fe0f.png"
+            ]
         );
         assert_eq!(d.train.labels, [0, 0, 1, 1]);
         let TestSet::LeaveOneOut(test) = &d.test else { panic!() };

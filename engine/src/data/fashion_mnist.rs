@@ -32,16 +32,10 @@ impl GreyImages {
     /// The items whose label satisfies `keep`.
     pub fn filter(&self, keep: impl Fn(i64) -> bool) -> GreyImages {
         let size = self.height * self.width;
-        let mut out = GreyImages {
-            height: self.height,
-            width: self.width,
-            pixels: Vec::new(),
-            labels: Vec::new(),
-        };
+        let mut out = GreyImages { height: self.height, width: self.width, pixels: Vec::new(), labels: Vec::new() };
         for (i, &label) in self.labels.iter().enumerate() {
             if keep(label) {
-                out.pixels
-                    .extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+                out.pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
                 out.labels.push(label);
             }
         }
@@ -59,10 +53,8 @@ pub struct DatasetError {
 
 /// The bundled test set's files, compiled in so that an installed or copied `dml` binary runs its
 /// default job without the source tree.
-const BUNDLED_IMAGES: &[u8] =
-    include_bytes!("../../../data/fashion-mnist/t10k-images-idx3-ubyte.gz");
-const BUNDLED_LABELS: &[u8] =
-    include_bytes!("../../../data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+const BUNDLED_IMAGES: &[u8] = include_bytes!("../../../data/fashion-mnist/t10k-images-idx3-ubyte.gz");
+const BUNDLED_LABELS: &[u8] = include_bytes!("../../../data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 /// The bundled files' copyright and licence (Expat), which must travel with them.
 pub const BUNDLED_LICENSE: &str = include_str!("../../../data/fashion-mnist/LICENSE");
 
@@ -92,19 +84,12 @@ pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
     let find = |name: &str| {
         let plain = root.join(name);
         let gz = root.join(format!("{name}.gz"));
-        if gz.exists() || !plain.exists() {
-            gz
-        } else {
-            plain
-        }
+        if gz.exists() || !plain.exists() { gz } else { plain }
     };
     let images_path = find(&format!("{prefix}-images-idx3-ubyte"));
     let labels_path = find(&format!("{prefix}-labels-idx1-ubyte"));
     fn err(path: &Path) -> impl FnOnce(IdxError) -> DatasetError + '_ {
-        move |source| DatasetError {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| DatasetError { path: path.to_path_buf(), source }
     }
     let images = idx::read(&images_path).map_err(err(&images_path))?;
     let labels = idx::read(&labels_path).map_err(err(&labels_path))?;
@@ -117,23 +102,12 @@ pub fn load(root: &Path, prefix: &str) -> Result<GreyImages, DatasetError> {
 /// Images (`n × height × width`) and their `n` labels as one set.
 fn assemble(images: IdxArray, labels: IdxArray) -> Result<GreyImages, (Part, IdxError)> {
     let [n, height, width] = images.dims[..] else {
-        return Err((
-            Part::Images,
-            IdxError::Format(format!("expected 3 dimensions, found {:?}", images.dims)),
-        ));
+        return Err((Part::Images, IdxError::Format(format!("expected 3 dimensions, found {:?}", images.dims))));
     };
     if labels.dims != [n] {
-        return Err((
-            Part::Labels,
-            IdxError::Format(format!("{:?} labels for {n} images", labels.dims)),
-        ));
+        return Err((Part::Labels, IdxError::Format(format!("{:?} labels for {n} images", labels.dims))));
     }
-    Ok(GreyImages {
-        height,
-        width,
-        pixels: images.data,
-        labels: labels.data.iter().map(|&l| l as i64).collect(),
-    })
+    Ok(GreyImages { height, width, pixels: images.data, labels: labels.data.iter().map(|&l| l as i64).collect() })
 }
 
 /// The zero-shot split of a Fashion-MNIST file pair: classes 0–4 train, 5–9 test.
@@ -154,18 +128,8 @@ pub fn full_split(root: &Path) -> Result<(GreyImages, GreyImages), DatasetError>
 pub const SIDE: usize = 28;
 
 /// Fashion-MNIST's class names, by label.
-pub const CLASS_NAMES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 #[cfg(test)]
 mod tests {

@@ -22,19 +22,13 @@ pub struct IdxArray {
 /// Reads `path`, decompressing it when it ends in `.gz`.
 pub fn read(path: &Path) -> Result<IdxArray, IdxError> {
     let raw = std::fs::read(path)?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        parse_gz(&raw)
-    } else {
-        parse(&raw)
-    }
+    if path.extension().is_some_and(|e| e == "gz") { parse_gz(&raw) } else { parse(&raw) }
 }
 
 /// Parses a gzip-compressed IDX file held in memory.
 pub fn parse_gz(raw: &[u8]) -> Result<IdxArray, IdxError> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(raw)
-        .read_to_end(&mut bytes)
-        .map_err(|e| IdxError::Format(format!("bad gzip stream: {e}")))?;
+    flate2::read::GzDecoder::new(raw).read_to_end(&mut bytes).map_err(|e| IdxError::Format(format!("bad gzip stream: {e}")))?;
     parse(&bytes)
 }
 
@@ -50,9 +44,8 @@ pub fn parse(bytes: &[u8]) -> Result<IdxArray, IdxError> {
     if bytes.len() < header {
         return Err(IdxError::Format("truncated header".into()));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
     let count: usize = dims.iter().product();
     let data = &bytes[header..];
     if data.len() != count {

@@ -23,26 +23,12 @@ pub struct Normalization {
 
 impl Normalization {
     /// torchvision's ImageNet statistics, RGB in [0, 1].
-    pub const IMAGENET: Normalization = Normalization {
-        bgr: false,
-        range: 1.0,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-    };
+    pub const IMAGENET: Normalization = Normalization { bgr: false, range: 1.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
     /// BN-Inception's Caffe convention: BGR in [0, 255] minus the per-channel mean, no scaling.
-    pub const BGR_255: Normalization = Normalization {
-        bgr: true,
-        range: 255.0,
-        mean: [104.0, 117.0, 128.0],
-        std: [1.0, 1.0, 1.0],
-    };
+    pub const BGR_255: Normalization = Normalization { bgr: true, range: 255.0, mean: [104.0, 117.0, 128.0], std: [1.0, 1.0, 1.0] };
     /// TensorFlow's convention for EfficientNet-Lite: RGB in [0, 255], (x − 127) / 128.
-    pub const CENTRED_127: Normalization = Normalization {
-        bgr: false,
-        range: 255.0,
-        mean: [127.0, 127.0, 127.0],
-        std: [128.0, 128.0, 128.0],
-    };
+    pub const CENTRED_127: Normalization =
+        Normalization { bgr: false, range: 255.0, mean: [127.0, 127.0, 127.0], std: [128.0, 128.0, 128.0] };
 }
 
 /// Largest width or height decoded: a bigger image is refused before its pixels are allocated.
@@ -124,12 +110,7 @@ impl ImageTransform {
 
     /// torchvision's `RandomResizedCrop` box: ten tries at a random area and aspect ratio that
     /// fits, else the largest centred box within the ratio range.
-    pub fn random_crop_box(
-        &self,
-        width: u32,
-        height: u32,
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> CropBox {
+    pub fn random_crop_box(&self, width: u32, height: u32, rng: &mut Xoshiro256PlusPlus) -> CropBox {
         let area = (width as f64) * (height as f64);
         let (log_lo, log_hi) = ((self.ratio[0] as f64).ln(), (self.ratio[1] as f64).ln());
         for _ in 0..10 {
@@ -145,15 +126,9 @@ impl ImageTransform {
         }
         let in_ratio = width as f64 / height as f64;
         let (w, h) = if in_ratio < self.ratio[0] as f64 {
-            (
-                width,
-                ((width as f64 / self.ratio[0] as f64).round() as u32).clamp(1, height),
-            )
+            (width, ((width as f64 / self.ratio[0] as f64).round() as u32).clamp(1, height))
         } else if in_ratio > self.ratio[1] as f64 {
-            (
-                ((height as f64 * self.ratio[1] as f64).round() as u32).clamp(1, width),
-                height,
-            )
+            (((height as f64 * self.ratio[1] as f64).round() as u32).clamp(1, width), height)
         } else {
             (width, height)
         };
@@ -178,16 +153,8 @@ impl ImageTransform {
         let short = w.min(h);
         let resize = self.resize.max(self.crop) as u64;
         // torchvision truncates the longer side.
-        let (rw, rh) = if w <= h {
-            (resize, h * resize / short)
-        } else {
-            (w * resize / short, resize)
-        };
-        let resized = if (rw, rh) == (w, h) {
-            image.clone()
-        } else {
-            imageops::resize(image, rw as u32, rh as u32, FilterType::Triangle)
-        };
+        let (rw, rh) = if w <= h { (resize, h * resize / short) } else { (w * resize / short, resize) };
+        let resized = if (rw, rh) == (w, h) { image.clone() } else { imageops::resize(image, rw as u32, rh as u32, FilterType::Triangle) };
         let crop = self.crop as u64;
         let left = ((rw - crop) as f64 / 2.0).round() as u32;
         let top = ((rh - crop) as f64 / 2.0).round() as u32;
@@ -213,14 +180,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn transform(resize: u32, crop: u32) -> ImageTransform {
-        ImageTransform {
-            resize,
-            crop,
-            scale: [0.16, 1.0],
-            ratio: [0.75, 4.0 / 3.0],
-            hflip: true,
-            normalization: Normalization::IMAGENET,
-        }
+        ImageTransform { resize, crop, scale: [0.16, 1.0], ratio: [0.75, 4.0 / 3.0], hflip: true, normalization: Normalization::IMAGENET }
     }
 
     #[test]
@@ -229,30 +189,15 @@ mod tests {
         let mut out = Vec::new();
         transform(2, 2).write_chw(&view, &mut out);
         let n = Normalization::IMAGENET;
-        let expected = [
-            (1.0 - n.mean[0]) / n.std[0],
-            (0.2 - n.mean[1]) / n.std[1],
-            (0.0 - n.mean[2]) / n.std[2],
-        ];
+        let expected = [(1.0 - n.mean[0]) / n.std[0], (0.2 - n.mean[1]) / n.std[1], (0.0 - n.mean[2]) / n.std[2]];
         for c in 0..3 {
             for v in &out[c * 4..(c + 1) * 4] {
-                assert!(
-                    (v - expected[c]).abs() < 1e-5,
-                    "channel {c}: {v} vs {}",
-                    expected[c]
-                );
+                assert!((v - expected[c]).abs() < 1e-5, "channel {c}: {v} vs {}", expected[c]);
             }
         }
         let mut bgr = Vec::new();
-        ImageTransform {
-            normalization: Normalization::BGR_255,
-            ..transform(2, 2)
-        }
-        .write_chw(&view, &mut bgr);
-        assert_eq!(
-            [bgr[0], bgr[4], bgr[8]],
-            [0.0 - 104.0, 51.0 - 117.0, 255.0 - 128.0]
-        );
+        ImageTransform { normalization: Normalization::BGR_255, ..transform(2, 2) }.write_chw(&view, &mut bgr);
+        assert_eq!([bgr[0], bgr[4], bgr[8]], [0.0 - 104.0, 51.0 - 117.0, 255.0 - 128.0]);
     }
 
     #[test]
@@ -295,37 +240,21 @@ mod tests {
             let fraction = (w * h) as f64 / (500.0 * 375.0);
             let ratio = w as f64 / h as f64;
             // Rounding to whole pixels moves area and ratio slightly off the drawn values.
-            assert!(
-                (0.155..=1.0).contains(&fraction),
-                "area fraction {fraction}"
-            );
+            assert!((0.155..=1.0).contains(&fraction), "area fraction {fraction}");
             assert!((0.74..=1.35).contains(&ratio), "ratio {ratio}");
             smallest = smallest.min(fraction);
             largest = largest.max(fraction);
         }
-        assert!(
-            smallest < 0.2 && largest > 0.8,
-            "areas cover the range: {smallest}..{largest}"
-        );
+        assert!(smallest < 0.2 && largest > 0.8, "areas cover the range: {smallest}..{largest}");
         // An image far outside the ratio range falls back to the largest centred box in range.
-        let fallback = ImageTransform {
-            scale: [1.0, 1.0],
-            ..t
-        };
-        assert_eq!(
-            fallback.random_crop_box(400, 100, &mut rng),
-            (133, 0, 133, 100)
-        );
+        let fallback = ImageTransform { scale: [1.0, 1.0], ..t };
+        assert_eq!(fallback.random_crop_box(400, 100, &mut rng), (133, 0, 133, 100));
     }
 
     #[test]
     fn training_views_are_mirrored_half_the_time() {
         // Scale 1 and ratio 1 on a square image: the view is the whole image, maybe mirrored.
-        let t = ImageTransform {
-            scale: [1.0, 1.0],
-            ratio: [1.0, 1.0],
-            ..transform(4, 4)
-        };
+        let t = ImageTransform { scale: [1.0, 1.0], ratio: [1.0, 1.0], ..transform(4, 4) };
         let image = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 60) as u8, (y * 60) as u8, 0]));
         let mut mirrored = image.clone();
         imageops::flip_horizontal_in_place(&mut mirrored);
@@ -348,14 +277,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dml-decode-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.png");
-        RgbImage::from_pixel(3, 2, Rgb([1, 2, 3]))
-            .save(&good)
-            .unwrap();
+        RgbImage::from_pixel(3, 2, Rgb([1, 2, 3])).save(&good).unwrap();
         let decoded = decode(&good).unwrap();
-        assert_eq!(
-            (decoded.dimensions(), decoded.get_pixel(2, 1).0),
-            ((3, 2), [1, 2, 3])
-        );
+        assert_eq!((decoded.dimensions(), decoded.get_pixel(2, 1).0), ((3, 2), [1, 2, 3]));
         let bad = dir.join("bad.jpg");
         std::fs::write(&bad, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
         assert!(decode(&bad).unwrap_err().contains("cannot decode"));

@@ -76,11 +76,7 @@ pub(crate) fn read_list(root: &Path, name: &str, dataset: &str) -> Result<String
 /// Reads the first of `names` (paths under `root`) that exists, and says which one it was. When
 /// none does, the error names the dataset that expected them and, where a folder directly inside
 /// `root` holds one, that folder: the usual slip is passing the folder above the dataset's root.
-pub(crate) fn read_first(
-    root: &Path,
-    names: &[&str],
-    dataset: &str,
-) -> Result<(PathBuf, Vec<u8>), ListError> {
+pub(crate) fn read_first(root: &Path, names: &[&str], dataset: &str) -> Result<(PathBuf, Vec<u8>), ListError> {
     if !root.is_dir() {
         return Err(ListError::new(root, "no such folder"));
     }
@@ -97,11 +93,7 @@ pub(crate) fn read_first(
 }
 
 /// [`read_first`] for a text list.
-pub(crate) fn read_first_list(
-    root: &Path,
-    names: &[&str],
-    dataset: &str,
-) -> Result<(PathBuf, String), ListError> {
+pub(crate) fn read_first_list(root: &Path, names: &[&str], dataset: &str) -> Result<(PathBuf, String), ListError> {
     let (path, bytes) = read_first(root, names, dataset)?;
     let text = String::from_utf8(bytes).map_err(|_| ListError::new(&path, "not UTF-8 text"))?;
     Ok((path, text))
@@ -109,11 +101,8 @@ pub(crate) fn read_first_list(
 
 /// The first folder (in sorted order) directly inside `root` that holds one of `names`.
 fn inner_root(root: &Path, names: &[&str]) -> Option<PathBuf> {
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut folders: Vec<PathBuf> =
+        std::fs::read_dir(root).ok()?.filter_map(|entry| entry.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     folders.sort();
     folders.into_iter().find(|f| names.iter().any(|n| f.join(n).is_file()))
 }

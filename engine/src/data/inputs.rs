@@ -44,16 +44,8 @@ pub struct TestPart<'a> {
 
 /// The two kinds of data: the bundled grey images in memory, and photo datasets on disk.
 pub enum Inputs {
-    Grey {
-        split: Split,
-        transform: GreyTransform,
-    },
-    Files {
-        dataset: ImageDataset,
-        transform: ImageTransform,
-        skip_bad: bool,
-        pool: rayon::ThreadPool,
-    },
+    Grey { split: Split, transform: GreyTransform },
+    Files { dataset: ImageDataset, transform: ImageTransform, skip_bad: bool, pool: rayon::ThreadPool },
 }
 
 /// A batch being prepared on a worker thread.
@@ -68,23 +60,13 @@ impl<T> Pending<T> {
 
 impl Inputs {
     /// Photo datasets decode on `workers` threads (0: one per core).
-    pub fn files(
-        dataset: ImageDataset,
-        transform: ImageTransform,
-        skip_bad: bool,
-        workers: usize,
-    ) -> Self {
+    pub fn files(dataset: ImageDataset, transform: ImageTransform, skip_bad: bool, workers: usize) -> Self {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("dml-data-{i}"))
             .build()
             .expect("data worker threads start");
-        Inputs::Files {
-            dataset,
-            transform,
-            skip_bad,
-            pool,
-        }
+        Inputs::Files { dataset, transform, skip_bad, pool }
     }
 
     pub fn train_labels(&self) -> &[i64] {
@@ -96,25 +78,12 @@ impl Inputs {
 
     pub fn test_parts(&self) -> Vec<TestPart<'_>> {
         match self {
-            Inputs::Grey { split, .. } => vec![TestPart {
-                name: "test",
-                labels: &split.test.labels,
-            }],
+            Inputs::Grey { split, .. } => vec![TestPart { name: "test", labels: &split.test.labels }],
             Inputs::Files { dataset, .. } => match &dataset.test {
-                TestSet::LeaveOneOut(list) => vec![TestPart {
-                    name: "test",
-                    labels: &list.labels,
-                }],
-                TestSet::QueryGallery { query, gallery } => vec![
-                    TestPart {
-                        name: "query",
-                        labels: &query.labels,
-                    },
-                    TestPart {
-                        name: "gallery",
-                        labels: &gallery.labels,
-                    },
-                ],
+                TestSet::LeaveOneOut(list) => vec![TestPart { name: "test", labels: &list.labels }],
+                TestSet::QueryGallery { query, gallery } => {
+                    vec![TestPart { name: "query", labels: &query.labels }, TestPart { name: "gallery", labels: &gallery.labels }]
+                }
             },
         }
     }
@@ -123,17 +92,12 @@ impl Inputs {
     pub fn test_file(&self, part: usize, index: usize) -> Option<PathBuf> {
         match self {
             Inputs::Grey { .. } => None,
-            Inputs::Files { dataset, .. } => {
-                Some(dataset.root.join(&test_list(dataset, part).paths[index]))
-            }
+            Inputs::Files { dataset, .. } => Some(dataset.root.join(&test_list(dataset, part).paths[index])),
         }
     }
 
     /// Runs `job` on a data worker (photo datasets) or right here (in-memory images).
-    pub fn prefetch<T: Send + 'static>(
-        self: &Arc<Self>,
-        job: impl FnOnce(&Inputs) -> T + Send + 'static,
-    ) -> Pending<T> {
+    pub fn prefetch<T: Send + 'static>(self: &Arc<Self>, job: impl FnOnce(&Inputs) -> T + Send + 'static) -> Pending<T> {
         let (sender, receiver) = sync_channel(1);
         match self.as_ref() {
             Inputs::Grey { .. } => {
@@ -150,37 +114,20 @@ impl Inputs {
     }
 
     /// The augmented training images `indices`, with randomness drawn from `seed` only.
-    pub fn train_batch(
-        &self,
-        indices: &[usize],
-        seed: u64,
-        hflip: bool,
-    ) -> Result<Batch, BadImage> {
+    pub fn train_batch(&self, indices: &[usize], seed: u64, hflip: bool) -> Result<Batch, BadImage> {
         match self {
             Inputs::Grey { split, transform } => {
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-                Ok(grey_batch(
-                    &split.train,
-                    transform,
-                    indices,
-                    hflip.then_some(&mut rng),
-                ))
+                Ok(grey_batch(&split.train, transform, indices, hflip.then_some(&mut rng)))
             }
-            Inputs::Files {
-                dataset,
-                transform,
-                skip_bad,
-                ..
-            } => {
+            Inputs::Files { dataset, transform, skip_bad, .. } => {
                 let views = indices
                     .par_iter()
                     .enumerate()
                     .map(|(position, &i)| {
                         let path = dataset.root.join(&dataset.train.paths[i]);
-                        let image = image_file::decode(&path)
-                            .map_err(|message| BadImage { path, message })?;
-                        let mut rng =
-                            Xoshiro256PlusPlus::seed_from_u64(mix(seed, position as u64, 0x1A6E));
+                        let image = image_file::decode(&path).map_err(|message| BadImage { path, message })?;
+                        let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(seed, position as u64, 0x1A6E));
                         let mut out = Vec::with_capacity(transform.floats_per_image());
                         transform.write_chw(&transform.train_view(&image, &mut rng), &mut out);
                         Ok(out)
@@ -199,32 +146,20 @@ impl Inputs {
                 let indices: Vec<usize> = items.collect();
                 Ok(grey_batch(&split.test, transform, &indices, None))
             }
-            Inputs::Files {
-                dataset,
-                transform,
-                skip_bad,
-                ..
-            } => {
+            Inputs::Files { dataset, transform, skip_bad, .. } => {
                 let list = test_list(dataset, part);
                 let views = items
                     .clone()
                     .into_par_iter()
                     .map(|i| {
                         let path = dataset.root.join(&list.paths[i]);
-                        let image = image_file::decode(&path)
-                            .map_err(|message| BadImage { path, message })?;
+                        let image = image_file::decode(&path).map_err(|message| BadImage { path, message })?;
                         let mut out = Vec::with_capacity(transform.floats_per_image());
                         transform.write_chw(&transform.test_view(&image), &mut out);
                         Ok(out)
                     })
                     .collect();
-                assemble(
-                    views,
-                    list.labels[items].to_vec(),
-                    transform.item_shape(),
-                    *skip_bad,
-                    false,
-                )
+                assemble(views, list.labels[items].to_vec(), transform.item_shape(), *skip_bad, false)
             }
         }
     }
@@ -235,11 +170,7 @@ impl Inputs {
 pub enum InputFormat {
     /// Grey images of this size (a model trained on Fashion-MNIST): files are converted to grey
     /// and resized to it.
-    Grey {
-        height: usize,
-        width: usize,
-        transform: GreyTransform,
-    },
+    Grey { height: usize, width: usize, transform: GreyTransform },
     /// Photos: the test-time resize and centre crop.
     Photo(ImageTransform),
 }
@@ -247,18 +178,11 @@ pub enum InputFormat {
 impl InputFormat {
     /// The files `paths` as one batch of test-time input (labels all 0). A bad file is an error
     /// unless `skip_bad`, when it is left out and listed in `skipped`.
-    pub fn read_files(
-        &self,
-        paths: &[PathBuf],
-        skip_bad: bool,
-    ) -> Result<(Batch, Vec<usize>), BadImage> {
+    pub fn read_files(&self, paths: &[PathBuf], skip_bad: bool) -> Result<(Batch, Vec<usize>), BadImage> {
         let views: Vec<Result<Vec<f32>, BadImage>> = paths
             .par_iter()
             .map(|path| {
-                let image = image_file::decode(path).map_err(|message| BadImage {
-                    path: path.clone(),
-                    message,
-                })?;
+                let image = image_file::decode(path).map_err(|message| BadImage { path: path.clone(), message })?;
                 Ok(self.view(image))
             })
             .collect();
@@ -280,12 +204,7 @@ impl InputFormat {
 
     fn batch_of_one(&self, pixels: Vec<f32>) -> Batch {
         let [c, h, w] = self.item_shape();
-        Batch {
-            pixels,
-            shape: [1, c, h, w],
-            labels: vec![0],
-            skipped: Vec::new(),
-        }
+        Batch { pixels, shape: [1, c, h, w], labels: vec![0], skipped: Vec::new() }
     }
 
     /// `[channels, height, width]` of one network input.
@@ -299,24 +218,10 @@ impl InputFormat {
     /// The test-time network input of one decoded image.
     pub fn view(&self, image: image::RgbImage) -> Vec<f32> {
         match self {
-            InputFormat::Grey {
-                height,
-                width,
-                transform,
-            } => {
+            InputFormat::Grey { height, width, transform } => {
                 let grey = image::DynamicImage::ImageRgb8(image).to_luma8();
-                let resized = image::imageops::resize(
-                    &grey,
-                    *width as u32,
-                    *height as u32,
-                    image::imageops::FilterType::Triangle,
-                );
-                let one = GreyImages {
-                    height: *height,
-                    width: *width,
-                    pixels: resized.into_raw(),
-                    labels: vec![0],
-                };
+                let resized = image::imageops::resize(&grey, *width as u32, *height as u32, image::imageops::FilterType::Triangle);
+                let one = GreyImages { height: *height, width: *width, pixels: resized.into_raw(), labels: vec![0] };
                 transform.batch(&one, &[0], None)
             }
             InputFormat::Photo(transform) => {
@@ -337,12 +242,7 @@ fn test_list(dataset: &ImageDataset, part: usize) -> &ImageList {
     }
 }
 
-fn grey_batch(
-    images: &GreyImages,
-    transform: &GreyTransform,
-    indices: &[usize],
-    flip: Option<&mut Xoshiro256PlusPlus>,
-) -> Batch {
+fn grey_batch(images: &GreyImages, transform: &GreyTransform, indices: &[usize], flip: Option<&mut Xoshiro256PlusPlus>) -> Batch {
     Batch {
         pixels: transform.batch(images, indices, flip),
         shape: [indices.len(), 1, images.height, images.width],
@@ -361,10 +261,7 @@ fn assemble(
     skip_bad: bool,
     substitute: bool,
 ) -> Result<Batch, BadImage> {
-    let mut batch = Batch {
-        pixels: Vec::with_capacity(views.len() * channels * height * width),
-        ..Default::default()
-    };
+    let mut batch = Batch { pixels: Vec::with_capacity(views.len() * channels * height * width), ..Default::default() };
     for (i, view) in views.iter().enumerate() {
         match view {
             Ok(pixels) => {
@@ -373,14 +270,7 @@ fn assemble(
             }
             Err(bad) if skip_bad => {
                 batch.skipped.push(bad.clone());
-                let stand_in = substitute
-                    .then(|| {
-                        views
-                            .iter()
-                            .zip(&labels)
-                            .find(|(v, l)| v.is_ok() && **l == labels[i])
-                    })
-                    .flatten();
+                let stand_in = substitute.then(|| views.iter().zip(&labels).find(|(v, l)| v.is_ok() && **l == labels[i])).flatten();
                 if let Some((Ok(pixels), &label)) = stand_in {
                     batch.pixels.extend_from_slice(pixels);
                     batch.labels.push(label);
@@ -401,26 +291,15 @@ mod tests {
 
     fn dataset(dir: &std::path::Path, corrupt: &[&str]) -> ImageDataset {
         let mut train = ImageList::default();
-        for (name, label, value) in [
-            ("a0.png", 0, 10u8),
-            ("a1.png", 0, 20),
-            ("b0.png", 1, 200),
-            ("b1.png", 1, 210),
-        ] {
+        for (name, label, value) in [("a0.png", 0, 10u8), ("a1.png", 0, 20), ("b0.png", 1, 200), ("b1.png", 1, 210)] {
             if corrupt.contains(&name) {
                 std::fs::write(dir.join(name), b"not an image").unwrap();
             } else {
-                RgbImage::from_pixel(12, 9, Rgb([value, value, value]))
-                    .save(dir.join(name))
-                    .unwrap();
+                RgbImage::from_pixel(12, 9, Rgb([value, value, value])).save(dir.join(name)).unwrap();
             }
             train.push(name.into(), label);
         }
-        ImageDataset {
-            root: dir.to_path_buf(),
-            train: train.clone(),
-            test: TestSet::LeaveOneOut(train),
-        }
+        ImageDataset { root: dir.to_path_buf(), train: train.clone(), test: TestSet::LeaveOneOut(train) }
     }
 
     fn transform() -> ImageTransform {
@@ -430,12 +309,7 @@ mod tests {
             scale: [0.16, 1.0],
             ratio: [0.75, 4.0 / 3.0],
             hflip: true,
-            normalization: Normalization {
-                bgr: false,
-                range: 255.0,
-                mean: [0.0; 3],
-                std: [1.0; 3],
-            },
+            normalization: Normalization { bgr: false, range: 255.0, mean: [0.0; 3], std: [1.0; 3] },
         }
     }
 
@@ -450,10 +324,7 @@ mod tests {
         let dir = scratch("ok");
         let inputs = Arc::new(Inputs::files(dataset(&dir, &[]), transform(), false, 2));
         let a = inputs.train_batch(&[3, 0, 1], 42, true).unwrap();
-        let b = inputs
-            .prefetch(|inputs| inputs.train_batch(&[3, 0, 1], 42, true))
-            .wait()
-            .unwrap();
+        let b = inputs.prefetch(|inputs| inputs.train_batch(&[3, 0, 1], 42, true)).wait().unwrap();
         assert_eq!(a.pixels, b.pixels);
         assert_eq!((a.shape, a.labels.clone()), ([3, 3, 8, 8], vec![1, 0, 0]));
         // Flat images stay flat through crop and resize: image 3 is 210 everywhere.
@@ -476,19 +347,13 @@ mod tests {
         let lenient = Inputs::files(data, transform(), true, 1);
         // In training the bad image is replaced by the other image of its class...
         let batch = lenient.train_batch(&[0, 1, 2], 1, false).unwrap();
-        assert_eq!(
-            (batch.labels.clone(), batch.skipped.len()),
-            (vec![0, 0, 1], 1)
-        );
+        assert_eq!((batch.labels.clone(), batch.skipped.len()), (vec![0, 0, 1], 1));
         assert_eq!(batch.pixels[..192], batch.pixels[192..384]);
         // ...and left out where its class has no other image in the batch, and in evaluation.
         let alone = lenient.train_batch(&[1, 2, 3], 1, false).unwrap();
         assert_eq!(alone.labels, vec![1, 1]);
         let test = lenient.test_batch(0, 0..4).unwrap();
-        assert_eq!(
-            (test.shape[0], test.labels, test.skipped[0].path.clone()),
-            (3, vec![0, 1, 1], dir.join("a1.png"))
-        );
+        assert_eq!((test.shape[0], test.labels, test.skipped[0].path.clone()), (3, vec![0, 1, 1], dir.join("a1.png")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

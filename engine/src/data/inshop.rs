@@ -8,16 +8,8 @@ use std::path::{Path, PathBuf};
 use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_first_list};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
-    let (path, text) = read_first_list(
-        root,
-        &["list_eval_partition.txt", "Eval/list_eval_partition.txt"],
-        "In-Shop",
-    )?;
-    let images_root = if !root.join("img").is_dir() && root.join("Img/img").is_dir() {
-        root.join("Img")
-    } else {
-        root.to_path_buf()
-    };
+    let (path, text) = read_first_list(root, &["list_eval_partition.txt", "Eval/list_eval_partition.txt"], "In-Shop")?;
+    let images_root = if !root.join("img").is_dir() && root.join("Img/img").is_dir() { root.join("Img") } else { root.to_path_buf() };
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let declared: usize = lines
         .next()

@@ -6,11 +6,24 @@ use std::io::Read;
 /// One MATLAB array. `dims` are MATLAB's (column-major) dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MatValue {
-    Numeric { dims: Vec<usize>, data: Vec<f64> },
-    Char { dims: Vec<usize>, text: String },
+    Numeric {
+        dims: Vec<usize>,
+        data: Vec<f64>,
+    },
+    Char {
+        dims: Vec<usize>,
+        text: String,
+    },
     /// `elements[i][f]` is field `fields[f]` of element `i` (column-major order).
-    Struct { dims: Vec<usize>, fields: Vec<String>, elements: Vec<Vec<MatValue>> },
-    Cell { dims: Vec<usize>, items: Vec<MatValue> },
+    Struct {
+        dims: Vec<usize>,
+        fields: Vec<String>,
+        elements: Vec<Vec<MatValue>>,
+    },
+    Cell {
+        dims: Vec<usize>,
+        items: Vec<MatValue>,
+    },
 }
 
 impl MatValue {
@@ -79,7 +92,8 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn u32_at(&self, at: usize) -> Result<u32, MatError> {
-        let b: [u8; 4] = self.bytes.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or_else(|| MatError(format!("truncated at byte {at}")))?;
+        let b: [u8; 4] =
+            self.bytes.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or_else(|| MatError(format!("truncated at byte {at}")))?;
         Ok(if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     }
 
@@ -101,10 +115,9 @@ impl<'a> Reader<'a> {
         }
         let size = self.u32_at(self.at + 4)? as usize;
         let start = self.at + 8;
-        let data = self
-            .bytes
-            .get(start..start + size)
-            .ok_or_else(|| MatError(format!("element at byte {} declares {size} bytes, {} remain", self.at, self.bytes.len().saturating_sub(start))))?;
+        let data = self.bytes.get(start..start + size).ok_or_else(|| {
+            MatError(format!("element at byte {} declares {size} bytes, {} remain", self.at, self.bytes.len().saturating_sub(start)))
+        })?;
         // Compressed elements are not padded; all others end on an 8-byte boundary.
         self.at = if first == MI_COMPRESSED { start + size } else { start + size.div_ceil(8) * 8 };
         Ok(Element { kind: first, data })
@@ -163,16 +176,14 @@ fn matrix(data: &[u8], big_endian: bool) -> Result<(String, MatValue), MatError>
         }
         2 => {
             let len_element = r.next()?;
-            let field_len = *numbers(&len_element, big_endian)?.first().ok_or_else(|| MatError("struct without field-name length".into()))? as usize;
+            let field_len =
+                *numbers(&len_element, big_endian)?.first().ok_or_else(|| MatError("struct without field-name length".into()))? as usize;
             let names = r.next()?;
             if names.kind != MI_INT8 || field_len == 0 {
                 return err("struct field names are not int8 text");
             }
-            let fields: Vec<String> = names
-                .data
-                .chunks(field_len)
-                .map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_string())
-                .collect();
+            let fields: Vec<String> =
+                names.data.chunks(field_len).map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_string()).collect();
             let mut elements = Vec::with_capacity(count);
             for _ in 0..count {
                 let mut values = Vec::with_capacity(fields.len());

@@ -45,16 +45,7 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const NAMES: [&'static str; 8] = [
-        "fashion-mnist",
-        "cub",
-        "cars",
-        "sop",
-        "inshop",
-        "folder",
-        "emoji",
-        "fashion-mnist-full",
-    ];
+    pub const NAMES: [&'static str; 8] = ["fashion-mnist", "cub", "cars", "sop", "inshop", "folder", "emoji", "fashion-mnist-full"];
 
     /// The name in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -76,16 +67,9 @@ impl DatasetKind {
 }
 
 /// A dataset enum from its serde (kebab-case) name, for command-line parsing.
-fn dataset_from_name<T: serde::de::DeserializeOwned>(
-    name: &str,
-    names: &[&str],
-) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
-        format!(
-            "unknown dataset `{name}`, expected one of: {}",
-            names.join(", ")
-        )
-    })
+fn dataset_from_name<T: serde::de::DeserializeOwned>(name: &str, names: &[&str]) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| format!("unknown dataset `{name}`, expected one of: {}", names.join(", ")))
 }
 
 impl std::str::FromStr for DatasetKind {
@@ -113,13 +97,7 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self {
-            dataset: DatasetKind::FashionMnist,
-            root: PathBuf::new(),
-            workers: 0,
-            prefetch: 2,
-            skip_bad_images: false,
-        }
+        Self { dataset: DatasetKind::FashionMnist, root: PathBuf::new(), workers: 0, prefetch: 2, skip_bad_images: false }
     }
 }
 
@@ -154,11 +132,7 @@ impl DataConfig {
     }
 
     /// The input a model trained on this dataset takes, for embedding other files.
-    pub fn input_format(
-        &self,
-        augment: &crate::train::AugmentConfig,
-        auto: Normalization,
-    ) -> InputFormat {
+    pub fn input_format(&self, augment: &crate::train::AugmentConfig, auto: Normalization) -> InputFormat {
         match self.dataset.files() {
             None => InputFormat::Grey {
                 height: fashion_mnist::SIDE,
@@ -170,19 +144,13 @@ impl DataConfig {
     }
 
     /// The dataset's lists (or images, for Fashion-MNIST) with the transforms of `augment`.
-    pub fn inputs(
-        &self,
-        augment: &crate::train::AugmentConfig,
-        auto: Normalization,
-    ) -> Result<Inputs, ListError> {
+    pub fn inputs(&self, augment: &crate::train::AugmentConfig, auto: Normalization) -> Result<Inputs, ListError> {
         let root = self.resolved_root();
         match self.dataset.files() {
             None => {
                 let grey_error = |e: DatasetError| ListError::new(&e.path, e.source);
                 let (train, test) = if self.dataset == DatasetKind::FashionMnistFull {
-                    if !root.join("train-images-idx3-ubyte.gz").exists()
-                        && !root.join("train-images-idx3-ubyte").exists()
-                    {
+                    if !root.join("train-images-idx3-ubyte.gz").exists() && !root.join("train-images-idx3-ubyte").exists() {
                         return Err(ListError::new(
                             &root,
                             "no train-images-idx3-ubyte[.gz] here; `dml data fetch fashion-mnist-full` puts the full set in this folder (or pass --root)",
@@ -195,20 +163,11 @@ impl DataConfig {
                     let images = fashion_mnist::load(&root, "t10k").map_err(grey_error)?;
                     fashion_mnist::zero_shot_split(&images)
                 };
-                Ok(Inputs::Grey {
-                    split: Split { train, test },
-                    transform: GreyTransform::from_config(augment),
-                })
+                Ok(Inputs::Grey { split: Split { train, test }, transform: GreyTransform::from_config(augment) })
             }
             Some(format) => {
                 if root.as_os_str().is_empty() {
-                    return Err(ListError::new(
-                        &root,
-                        format!(
-                            "data.root: the {} dataset needs its folder (--root)",
-                            format.name()
-                        ),
-                    ));
+                    return Err(ListError::new(&root, format!("data.root: the {} dataset needs its folder (--root)", format.name())));
                 }
                 let dataset = format.load(&root)?;
                 if dataset.train.is_empty() {
@@ -216,20 +175,13 @@ impl DataConfig {
                 }
                 let test_empty = match &dataset.test {
                     TestSet::LeaveOneOut(list) => list.is_empty(),
-                    TestSet::QueryGallery { query, gallery } => {
-                        query.is_empty() || gallery.is_empty()
-                    }
+                    TestSet::QueryGallery { query, gallery } => query.is_empty() || gallery.is_empty(),
                 };
                 if test_empty {
                     return Err(ListError::new(&root, "no test images"));
                 }
                 let transform = augment.image_transform(auto);
-                Ok(Inputs::files(
-                    dataset,
-                    transform,
-                    self.skip_bad_images,
-                    self.workers,
-                ))
+                Ok(Inputs::files(dataset, transform, self.skip_bad_images, self.workers))
             }
         }
     }

@@ -5,5 +5,5 @@ pub mod nmi;
 pub mod retrieval;
 
 pub use kmeans::{KMeans, KMeansConfig};
-pub use nmi::{normalized_mutual_information, nmi_of_embeddings};
+pub use nmi::{nmi_of_embeddings, normalized_mutual_information};
 pub use retrieval::{RetrievalConfig, RetrievalMetrics, Selection, l2_normalize};

@@ -54,13 +54,7 @@ impl RetrievalConfig {
     }
 
     /// Separate query and gallery sets (In-Shop).
-    pub fn evaluate_split(
-        &self,
-        queries: Tensor<2>,
-        query_labels: &[i64],
-        gallery: Tensor<2>,
-        gallery_labels: &[i64],
-    ) -> RetrievalMetrics {
+    pub fn evaluate_split(&self, queries: Tensor<2>, query_labels: &[i64], gallery: Tensor<2>, gallery_labels: &[i64]) -> RetrievalMetrics {
         self.run(Some((queries, query_labels)), gallery, gallery_labels)
     }
 
@@ -81,10 +75,8 @@ impl RetrievalConfig {
         for &label in gallery_labels {
             *per_label.entry(label).or_default() += 1;
         }
-        let relevant: Vec<usize> = query_labels
-            .iter()
-            .map(|label| per_label.get(label).copied().unwrap_or(0).saturating_sub(leave_one_out as usize))
-            .collect();
+        let relevant: Vec<usize> =
+            query_labels.iter().map(|label| per_label.get(label).copied().unwrap_or(0).saturating_sub(leave_one_out as usize)).collect();
 
         let candidates = gallery_size - leave_one_out as usize;
         let max_k = self.ks.iter().copied().max().unwrap_or(1);
@@ -212,8 +204,7 @@ fn rank_symmetric_on_host(x: &Tensor<2>, depth: usize, block: usize) -> Vec<Vec<
     let [n, dim] = x.dims();
     let block = block.clamp(1, n.max(1));
     let starts: Vec<usize> = (0..n).step_by(block).collect();
-    let pairs: Vec<(usize, usize)> =
-        (0..starts.len()).flat_map(|a| (a..starts.len()).map(move |b| (a, b))).collect();
+    let pairs: Vec<(usize, usize)> = (0..starts.len()).flat_map(|a| (a..starts.len()).map(move |b| (a, b))).collect();
     let range = |b: usize| starts[b]..(starts[b] + block).min(n);
     let rows: Vec<std::sync::Mutex<Vec<RowTop>>> =
         (0..starts.len()).map(|b| std::sync::Mutex::new(range(b).map(|_| RowTop::new()).collect())).collect();
@@ -297,11 +288,7 @@ impl QueryResult {
                 precision_sum += found as f64 / (i + 1) as f64;
             }
         }
-        QueryResult(Some(QueryScore {
-            first_hit,
-            average_precision: precision_sum / r as f64,
-            r_precision: found as f64 / r as f64,
-        }))
+        QueryResult(Some(QueryScore { first_hit, average_precision: precision_sum / r as f64, r_precision: found as f64 / r as f64 }))
     }
 }
 

@@ -36,7 +36,15 @@ pub struct ConvGeometry {
 
 impl ConvGeometry {
     /// A square image and kernel, the same stride and padding along both axes.
-    pub fn square(batch: usize, channels_in: usize, size: usize, channels_out: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+    pub fn square(
+        batch: usize,
+        channels_in: usize,
+        size: usize,
+        channels_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
         ConvGeometry {
             batch,
             channels_in,
@@ -287,7 +295,18 @@ fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], rows: Range<usize>, i
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major with `dst`'s rows `dst_rs` apart, and
 /// explicit strides for transposes.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+pub(super) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
     assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
     // SAFETY: `dst` holds the m rows of n values, initialised.
     unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
@@ -296,7 +315,17 @@ pub(super) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usiz
 /// [`matmul`] without accumulation into memory not yet written, whose rows lie `dst_rs` apart:
 /// afterwards the m×n values `dst[r·dst_rs + c]` are written (the others untouched).
 #[allow(clippy::too_many_arguments)]
-fn matmul_uninit(m: usize, n: usize, k: usize, dst: &mut [MaybeUninit<f32>], dst_rs: usize, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+fn matmul_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
     assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
     // SAFETY: the assert keeps the m rows of n values inside `dst`; without accumulation gemm only
     // writes them (its `alpha` is zero: the old values are never read).
@@ -384,7 +413,8 @@ pub(super) unsafe fn chunked_gradients(
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (gx, partials) = if want_input {
         // SAFETY: the caller vouches that `chunk_grads` writes its whole chunk.
-        let (gx, partials) = unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
+        let (gx, partials) =
+            unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
         (Some(gx), partials)
     } else {
         (None, (0..g.batch.div_ceil(chunk)).into_par_iter().map(|c| chunk_grads(c, None)).collect())
@@ -467,12 +497,25 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_in
 }
 
 /// [`backward`] by im2col + GEMM, whatever the geometry.
-pub fn im2col_backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+pub fn im2col_backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    gy: &[f32],
+    want_input: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     backward_in_blocks(g, g.rows_per_block(), x, weight, gy, want_input)
 }
 
 /// [`backward`] with the im2col matrices built `rows_per_block` output rows at a time.
-fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+fn backward_in_blocks(
+    g: &ConvGeometry,
+    rows_per_block: usize,
+    x: &[f32],
+    weight: &[f32],
+    gy: &[f32],
+    want_input: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (patch, positions, ow) = (g.patch(), g.positions(), g.out_width());
     let out_len = g.channels_out * positions;
     let chunk = chunk_len(g.batch);
@@ -495,11 +538,33 @@ fn backward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight
                     let (start, block) = (rows.start * ow, rows.len() * ow);
                     let (col, col_rs) = block_columns(g, image, rows.clone(), col);
                     // gW (co × patch) += gy[:, block] (co × block) · colᵀ (block × patch)
-                    matmul(g.channels_out, patch, block, &mut gw, patch, k > 0 || start > 0, &gy_img[start..], (positions, 1), col, (1, col_rs));
+                    matmul(
+                        g.channels_out,
+                        patch,
+                        block,
+                        &mut gw,
+                        patch,
+                        k > 0 || start > 0,
+                        &gy_img[start..],
+                        (positions, 1),
+                        col,
+                        (1, col_rs),
+                    );
                     let Some(gx_img) = gx_img.as_deref_mut() else { continue };
                     // gcol (patch × block) = Wᵀ (patch × co) · gy[:, block] (co × block)
                     if g.is_pointwise() {
-                        matmul(patch, block, g.channels_out, &mut gx_img[start..], positions, false, weight, (1, patch), &gy_img[start..], (positions, 1));
+                        matmul(
+                            patch,
+                            block,
+                            g.channels_out,
+                            &mut gx_img[start..],
+                            positions,
+                            false,
+                            weight,
+                            (1, patch),
+                            &gy_img[start..],
+                            (positions, 1),
+                        );
                     } else {
                         let gcol = &mut gcol[..patch * block];
                         matmul(patch, block, g.channels_out, gcol, block, false, weight, (1, patch), &gy_img[start..], (positions, 1));
@@ -596,7 +661,11 @@ pub(super) mod tests {
                     assert!((*a as f64 - e).abs() < 1e-5, "{g:?} in blocks of {rows} rows: {a} vs {e}");
                 }
             }
-            assert_eq!(im2col_forward(&g, &x, &w, Some(&b)), forward_in_blocks(&g, g.out_height(), &x, &w, Some(&b)), "small images are built whole");
+            assert_eq!(
+                im2col_forward(&g, &x, &w, Some(&b)),
+                forward_in_blocks(&g, g.out_height(), &x, &w, Some(&b)),
+                "small images are built whole"
+            );
         }
     }
 
@@ -619,9 +688,15 @@ pub(super) mod tests {
                 let (gx, gw, gb) = backward_in_blocks(&g, rows, &x, &w, &u, true);
                 let gx = gx.unwrap();
                 let rhs: f64 = gx.iter().zip(&vx).map(|(a, b)| *a as f64 * *b as f64).sum();
-                assert!((input_lhs - rhs).abs() < 1e-4 * (1.0 + input_lhs.abs()), "{g:?}, blocks of {rows} rows, input: {input_lhs} vs {rhs}");
+                assert!(
+                    (input_lhs - rhs).abs() < 1e-4 * (1.0 + input_lhs.abs()),
+                    "{g:?}, blocks of {rows} rows, input: {input_lhs} vs {rhs}"
+                );
                 let rhs: f64 = gw.iter().zip(&vw).map(|(a, b)| *a as f64 * *b as f64).sum();
-                assert!((weight_lhs - rhs).abs() < 1e-4 * (1.0 + weight_lhs.abs()), "{g:?}, blocks of {rows} rows, weight: {weight_lhs} vs {rhs}");
+                assert!(
+                    (weight_lhs - rhs).abs() < 1e-4 * (1.0 + weight_lhs.abs()),
+                    "{g:?}, blocks of {rows} rows, weight: {weight_lhs} vs {rhs}"
+                );
                 // Bias: the sum of the output gradient over batch and positions.
                 for (o, got) in gb.iter().enumerate() {
                     let expected: f64 = (0..g.batch)
@@ -648,7 +723,14 @@ pub(super) mod tests {
         assert_eq!(resnet_56.rows_per_block(), 4);
         assert!(resnet_56.patch() * resnet_56.rows_per_block() * resnet_56.out_width() <= COL_BLOCK_VALUES);
         assert_eq!(g(3, 224, 64, 7, 2, 3).rows_per_block(), 7);
-        for whole in [g(128, 28, 128, 3, 1, 1), g(512, 7, 512, 3, 1, 1), g(64, 56, 64, 1, 1, 0), g(1, 28, 32, 3, 1, 1), g(32, 28, 32, 3, 1, 1), g(64, 14, 64, 3, 1, 1)] {
+        for whole in [
+            g(128, 28, 128, 3, 1, 1),
+            g(512, 7, 512, 3, 1, 1),
+            g(64, 56, 64, 1, 1, 0),
+            g(1, 28, 32, 3, 1, 1),
+            g(32, 28, 32, 3, 1, 1),
+            g(64, 14, 64, 3, 1, 1),
+        ] {
             assert_eq!(whole.rows_per_block(), whole.out_height(), "{whole:?}");
         }
     }

@@ -43,7 +43,16 @@ impl HostBatchNorm for Flex {
         tensor(batch_norm::stats(&s, slice(&x)), Shape::new([2, s.channels]))
     }
 
-    fn host_bn_clamp(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f64, low: f64, high: f64, _fixed: bool) -> FlexTensor {
+    fn host_bn_clamp(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        epsilon: f64,
+        low: f64,
+        high: f64,
+        _fixed: bool,
+    ) -> FlexTensor {
         let clamp = Clamp { low: low as f32, high: high as f32 };
         let shape = x.shape();
         let s = bn_shape(&shape);
@@ -70,8 +79,17 @@ impl Backward<Flex, 4> for BnClampBackward {
         let s = bn_shape(&shape);
         let (x, gamma, beta, stats, gy) =
             (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta), contiguous_f32(&stats), contiguous_f32(&gy));
-        let (gx, ggamma, gbeta) =
-            batch_norm::backward(&s, slice(&x), slice(&gamma), slice(&beta), slice(&stats), self.epsilon, self.clamp, self.fixed, slice(&gy));
+        let (gx, ggamma, gbeta) = batch_norm::backward(
+            &s,
+            slice(&x),
+            slice(&gamma),
+            slice(&beta),
+            slice(&stats),
+            self.epsilon,
+            self.clamp,
+            self.fixed,
+            slice(&gy),
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(gx, shape));
         }
@@ -103,16 +121,13 @@ impl<C: CheckpointStrategy> HostBatchNorm for Autodiff<Flex, C> {
         let run = |x, gamma, beta, stats| Flex::host_bn_clamp(x, gamma, beta, stats, epsilon, low, high, fixed);
         match backward.prepare::<C>([x.node(), gamma.node(), beta.node(), stats.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let state = (
-                    x.primitive().clone(),
-                    gamma.primitive().clone(),
-                    beta.primitive().clone(),
-                    stats.primitive().clone(),
-                );
+                let state = (x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone(), stats.primitive().clone());
                 let output = run(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats.into_primitive());
                 prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(run(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats.into_primitive())),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(run(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats.into_primitive()))
+            }
         }
     }
 }
@@ -129,7 +144,14 @@ pub fn batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: 
 
 /// `clamp(batch_norm(x))` with fixed statistics `running` (`[2, c]`: means, variances), as a
 /// frozen batch norm computes in training: gradients reach `x`, γ and β through the affine map.
-pub fn frozen_batch_norm_clamp(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, running: Tensor<2>, epsilon: f64, clamp: Clamp) -> Tensor<4> {
+pub fn frozen_batch_norm_clamp(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    running: Tensor<2>,
+    epsilon: f64,
+    clamp: Clamp,
+) -> Tensor<4> {
     bn_clamp(x, gamma, beta, running.detach(), epsilon, clamp, true)
 }
 

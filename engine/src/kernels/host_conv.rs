@@ -1,6 +1,7 @@
 //! The host convolution of [`super::conv2d`] as a Burn operation on the CPU (flex) backend, with
 //! its own backward pass under autodiff.
 
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -10,7 +11,6 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::backend::TensorMetadata;
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 use super::conv2d::{self, ConvGeometry};
@@ -43,11 +43,7 @@ fn geometry(x: &Shape, weight: &Shape, stride: [usize; 2], padding: [usize; 2]) 
 }
 
 pub(super) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().contiguous_offsets().is_some_and(|(start, _)| start == 0) {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
+    if t.is_contiguous() && t.layout().contiguous_offsets().is_some_and(|(start, _)| start == 0) { t.clone() } else { t.to_contiguous() }
 }
 
 pub(super) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
@@ -121,15 +117,7 @@ impl<C: CheckpointStrategy> HostConv for Autodiff<Flex, C> {
         match backward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
-                let output = Flex::host_conv2d(
-                    x.clone(),
-                    weight.clone(),
-                    bias.into_primitive(),
-                    stride_h,
-                    stride_w,
-                    pad_h,
-                    pad_w,
-                );
+                let output = Flex::host_conv2d(x.clone(), weight.clone(), bias.into_primitive(), stride_h, stride_w, pad_h, pad_w);
                 prep.finish((x, weight), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::host_conv2d(

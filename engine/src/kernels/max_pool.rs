@@ -9,7 +9,11 @@ use super::pooling::PoolShape;
 
 /// 2 × 2 windows at stride 2 over whole windows only: the vectorised path.
 fn is_tiled_2x2(s: &PoolShape) -> bool {
-    s.pooling.window == [2, 2] && s.pooling.stride == [2, 2] && s.pooling.padding == [0, 0] && s.out_height() == s.height / 2 && s.out_width() == s.width / 2
+    s.pooling.window == [2, 2]
+        && s.pooling.stride == [2, 2]
+        && s.pooling.padding == [0, 0]
+        && s.out_height() == s.height / 2
+        && s.out_width() == s.width / 2
 }
 
 /// Whether `v` replaces `best` as the window's maximum: larger, or the first NaN (a max that
@@ -42,7 +46,9 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
             for (a, columns) in ar.iter_mut().zip(&column_spans) {
                 *a = (rows.start * s.width + columns.start) as u32;
             }
-            s.for_window_taps(oy, &columns, |start, first, last| max_tap(xp, start, s.pooling.stride[1], &mut yr[first..last], &mut ar[first..last]));
+            s.for_window_taps(oy, &columns, |start, first, last| {
+                max_tap(xp, start, s.pooling.stride[1], &mut yr[first..last], &mut ar[first..last])
+            });
         }
     });
     (y, arg)
@@ -139,7 +145,9 @@ fn pool_plane_2x2(xp: &[f32], width: usize, out_height: usize, out_width: usize,
         let done = 0;
         for ox in done..out_width {
             let (mut best, mut at) = (r0[2 * ox], top + 2 * ox);
-            for (v, pos) in [(r0[2 * ox + 1], top + 2 * ox + 1), (r1[2 * ox], top + width + 2 * ox), (r1[2 * ox + 1], top + width + 2 * ox + 1)] {
+            for (v, pos) in
+                [(r0[2 * ox + 1], top + 2 * ox + 1), (r1[2 * ox], top + width + 2 * ox), (r1[2 * ox + 1], top + width + 2 * ox + 1)]
+            {
                 if replaces(v, best) {
                     best = v;
                     at = pos;
@@ -268,11 +276,12 @@ mod tests {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         // Window offsets (i, j) in scan order, at padded coordinates, kept where inside the plane.
-                        let window_positions = (0..s.pooling.window[0]).flat_map(|i| (0..s.pooling.window[1]).map(move |j| (i, j))).filter_map(|(i, j)| {
-                            let row = (oy * s.pooling.stride[0] + i).checked_sub(s.pooling.padding[0]).filter(|&r| r < height)?;
-                            let column = (ox * s.pooling.stride[1] + j).checked_sub(s.pooling.padding[1]).filter(|&c| c < width)?;
-                            Some(row * width + column)
-                        });
+                        let window_positions =
+                            (0..s.pooling.window[0]).flat_map(|i| (0..s.pooling.window[1]).map(move |j| (i, j))).filter_map(|(i, j)| {
+                                let row = (oy * s.pooling.stride[0] + i).checked_sub(s.pooling.padding[0]).filter(|&r| r < height)?;
+                                let column = (ox * s.pooling.stride[1] + j).checked_sub(s.pooling.padding[1]).filter(|&c| c < width)?;
+                                Some(row * width + column)
+                            });
                         let values: Vec<(usize, f32)> = window_positions.map(|q| (q, x[p * height * width + q])).collect();
                         assert!(!values.is_empty(), "{s:?}: window ({oy}, {ox}) lies in the padding");
                         let expected = values.iter().find(|v| v.1.is_nan()).copied().unwrap_or_else(|| {

@@ -32,7 +32,11 @@ pub use host_max_pool::{HostMaxPool, max_pool, max_pool2d as host_max_pool2d};
 ///
 /// # Safety
 /// `fill` must write every element of each chunk it is given.
-pub(crate) unsafe fn par_written<R: Send>(len: usize, chunk: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) -> R + Sync + Send) -> (Vec<f32>, Vec<R>) {
+pub(crate) unsafe fn par_written<R: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) -> R + Sync + Send,
+) -> (Vec<f32>, Vec<R>) {
     use rayon::prelude::*;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let results = out.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().map(|(i, piece)| fill(i, piece)).collect();

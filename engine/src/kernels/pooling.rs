@@ -71,7 +71,9 @@ impl PoolShape {
     /// For each window column `j`, the output columns whose window column `j` lands inside the
     /// image.
     pub(super) fn window_columns(&self) -> Vec<(usize, usize)> {
-        (0..self.pooling.window[1]).map(|j| columns_inside(self.width, self.pooling.stride[1], self.pooling.padding[1], self.out_width(), j)).collect()
+        (0..self.pooling.window[1])
+            .map(|j| columns_inside(self.width, self.pooling.stride[1], self.pooling.padding[1], self.out_width(), j))
+            .collect()
     }
 
     /// For output row `oy` of a plane: calls `visit(start, first, last)` for every window row and
@@ -111,7 +113,9 @@ mod tests {
     /// Output sizes as PyTorch computes them, on the networks' own layers.
     #[test]
     fn output_sizes_follow_pytorch() {
-        let size = |h, window, stride, padding, ceil_mode| Pooling { window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.over(1, h, h).out_height();
+        let size = |h, window, stride, padding, ceil_mode| {
+            Pooling { window: [window; 2], stride: [stride; 2], padding: [padding; 2], ceil_mode }.over(1, h, h).out_height()
+        };
         // ResNet's stem pool: 3 × 3 / 2, padding 1.
         assert_eq!(size(112, 3, 2, 1, false), 56);
         assert_eq!(size(7, 3, 2, 1, false), 4);

@@ -95,7 +95,9 @@ fn blocks(grid: TileGrid, images: Range<usize>, target: usize) -> Vec<Vec<Segmen
     }
     let rows = (target / grid.stride()).clamp(1, grid.rows);
     images
-        .flat_map(|image| (0..grid.rows.div_ceil(rows)).map(move |b| vec![Segment { image, rows: b * rows..((b + 1) * rows).min(grid.rows) }]))
+        .flat_map(|image| {
+            (0..grid.rows.div_ceil(rows)).map(move |b| vec![Segment { image, rows: b * rows..((b + 1) * rows).min(grid.rows) }])
+        })
         .collect()
 }
 
@@ -405,7 +407,16 @@ fn transform_inputs(g: &ConvGeometry, grid: TileGrid, x: &[f32], block: &[Segmen
 /// Writes a block's outputs `y[n][o][..]` (plus `bias`) from the products `m[ξ][o][t]`; `out` holds
 /// the outputs of the images from `first_image` on.
 #[allow(clippy::too_many_arguments)]
-fn write_outputs(g: &ConvGeometry, grid: TileGrid, m: &[f32], block: &[Segment], tiles: usize, bias: Option<&[f32]>, first_image: usize, out: &mut [MaybeUninit<f32>]) {
+fn write_outputs(
+    g: &ConvGeometry,
+    grid: TileGrid,
+    m: &[f32],
+    block: &[Segment],
+    tiles: usize,
+    bias: Option<&[f32]>,
+    first_image: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
     let (h, w, stride) = (g.height, g.width, grid.stride());
     let plane = h * w;
     let longest = longest_segment(block) * stride;
@@ -422,7 +433,12 @@ fn write_outputs(g: &ConvGeometry, grid: TileGrid, m: &[f32], block: &[Segment],
                 for a in 0..2 {
                     let row = 2 * ty + a;
                     if row < h {
-                        interleave(&mut dst[row * w..][..w], &y[2 * a][r * stride..][..grid.cols], &y[2 * a + 1][r * stride..][..grid.cols], b);
+                        interleave(
+                            &mut dst[row * w..][..w],
+                            &y[2 * a][r * stride..][..grid.cols],
+                            &y[2 * a + 1][r * stride..][..grid.cols],
+                            b,
+                        );
                     }
                 }
             }
@@ -455,7 +471,18 @@ fn forward_with_target(g: &ConvGeometry, target: usize, x: &[f32], weight: &[f32
                 transform_inputs(g, grid, x, block, tiles, v);
                 for xi in 0..POINTS {
                     // M[ξ] (co × tiles) = U[ξ] (co × ci) · V[ξ] (ci × tiles)
-                    matmul(co, tiles, ci, &mut m[xi * co * tiles..][..co * tiles], tiles, false, &u[xi * co * ci..][..co * ci], (ci, 1), &v[xi * ci * tiles..][..ci * tiles], (tiles, 1));
+                    matmul(
+                        co,
+                        tiles,
+                        ci,
+                        &mut m[xi * co * tiles..][..co * tiles],
+                        tiles,
+                        false,
+                        &u[xi * co * ci..][..co * ci],
+                        (ci, 1),
+                        &v[xi * ci * tiles..][..ci * tiles],
+                        (tiles, 1),
+                    );
                 }
                 write_outputs(g, grid, m, block, tiles, bias, first, out);
             }
@@ -539,13 +566,28 @@ fn scatter_inputs(g: &ConvGeometry, grid: TileGrid, m: &[f32], block: &[Segment]
 /// Gradients of [`forward`] from the output gradient `gy`: `(input gradient if wanted, weight
 /// gradient, bias gradient)`, as [`super::conv2d::backward`] gives them, the batch in fixed
 /// chunks of `chunk` images.
-pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool, chunk: usize) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    gy: &[f32],
+    want_input: bool,
+    chunk: usize,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     backward_with_target(g, target_tiles(g), x, weight, gy, want_input, chunk)
 }
 
 /// [`backward`] in blocks of about `target` tiles.
 #[allow(clippy::too_many_arguments)]
-fn backward_with_target(g: &ConvGeometry, target: usize, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool, chunk: usize) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+fn backward_with_target(
+    g: &ConvGeometry,
+    target: usize,
+    x: &[f32],
+    weight: &[f32],
+    gy: &[f32],
+    want_input: bool,
+    chunk: usize,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let grid = TileGrid::of(g);
     let (ci, co) = (g.channels_in, g.channels_out);
     let u = want_input.then(|| transform_filters(g, weight));
@@ -575,7 +617,18 @@ fn backward_with_target(g: &ConvGeometry, target: usize, x: &[f32], weight: &[f3
                 // The input transform is spent: its buffer takes the input gradient's products.
                 for xi in 0..POINTS {
                     // Md[ξ] (ci × tiles) = U[ξ]ᵀ (ci × co) · Z[ξ] (co × tiles)
-                    matmul(ci, tiles, co, &mut v[xi * ci * tiles..][..ci * tiles], tiles, false, &u[xi * co * ci..][..co * ci], (1, ci), &z[xi * co * tiles..][..co * tiles], (tiles, 1));
+                    matmul(
+                        ci,
+                        tiles,
+                        co,
+                        &mut v[xi * ci * tiles..][..ci * tiles],
+                        tiles,
+                        false,
+                        &u[xi * co * ci..][..co * ci],
+                        (1, ci),
+                        &z[xi * co * tiles..][..co * tiles],
+                        (tiles, 1),
+                    );
                 }
                 scatter_inputs(g, grid, v, block, tiles, first, gx);
             }
@@ -603,7 +656,16 @@ mod tests {
     fn geometries() -> Vec<ConvGeometry> {
         [(2, 8, 7, 6, 3), (3, 9, 1, 1, 2), (1, 8, 2, 5, 4), (2, 10, 5, 5, 12), (3, 8, 8, 8, 2), (2, 8, 1, 9, 3), (1, 11, 9, 1, 2)]
             .into_iter()
-            .map(|(batch, ci, h, w, co)| ConvGeometry { batch, channels_in: ci, height: h, width: w, channels_out: co, kernel: [3, 3], stride: [1, 1], padding: [1, 1] })
+            .map(|(batch, ci, h, w, co)| ConvGeometry {
+                batch,
+                channels_in: ci,
+                height: h,
+                width: w,
+                channels_out: co,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+            })
             .collect()
     }
 
@@ -650,11 +712,18 @@ mod tests {
                     let (gx, gw, gb) = backward_with_target(&g, target, &x, &w, &u, true, chunk);
                     let as_f64 = |v: &[f32]| v.iter().map(|a| *a as f64).collect::<Vec<_>>();
                     let input_rhs = dot(&as_f64(&gx.unwrap()), &vx);
-                    assert!((input_lhs - input_rhs).abs() < 1e-4 * (1.0 + input_lhs.abs()), "{g:?}, {target} tiles, chunks of {chunk}: input {input_lhs} vs {input_rhs}");
+                    assert!(
+                        (input_lhs - input_rhs).abs() < 1e-4 * (1.0 + input_lhs.abs()),
+                        "{g:?}, {target} tiles, chunks of {chunk}: input {input_lhs} vs {input_rhs}"
+                    );
                     let weight_rhs = dot(&as_f64(&gw), &vw);
-                    assert!((weight_lhs - weight_rhs).abs() < 1e-4 * (1.0 + weight_lhs.abs()), "{g:?}, {target} tiles, chunks of {chunk}: weight {weight_lhs} vs {weight_rhs}");
+                    assert!(
+                        (weight_lhs - weight_rhs).abs() < 1e-4 * (1.0 + weight_lhs.abs()),
+                        "{g:?}, {target} tiles, chunks of {chunk}: weight {weight_lhs} vs {weight_rhs}"
+                    );
                     for (o, got) in gb.iter().enumerate() {
-                        let expected: f64 = (0..g.batch).flat_map(|n| &u[(n * g.channels_out + o) * positions..][..positions]).map(|v| *v as f64).sum();
+                        let expected: f64 =
+                            (0..g.batch).flat_map(|n| &u[(n * g.channels_out + o) * positions..][..positions]).map(|v| *v as f64).sum();
                         assert!((*got as f64 - expected).abs() < 1e-4, "{g:?} bias {o}: {got} vs {expected}");
                     }
                     let (none, gw_alone, _) = backward_with_target(&g, target, &x, &w, &u, false, chunk);
@@ -677,7 +746,9 @@ mod tests {
             let (gx0, gw0, gb0) = crate::kernels::conv2d::im2col_backward(&g, &x, &w, &u, true);
             for target in targets(&g) {
                 let (gx, gw, gb) = backward_with_target(&g, target, &x, &w, &u, true, g.batch.div_ceil(2));
-                for (name, got, expected) in [("input", gx.unwrap(), gx0.clone().unwrap()), ("weight", gw, gw0.clone()), ("bias", gb, gb0.clone())] {
+                for (name, got, expected) in
+                    [("input", gx.unwrap(), gx0.clone().unwrap()), ("weight", gw, gw0.clone()), ("bias", gb, gb0.clone())]
+                {
                     for (i, (a, e)) in got.iter().zip(&expected).enumerate() {
                         assert!((a - e).abs() < 2e-5, "{g:?}, {target} tiles: {name} gradient {i}: {a} vs {e}");
                     }
@@ -691,10 +762,21 @@ mod tests {
     #[test]
     fn only_same_size_three_by_three_convolutions_with_enough_channels_and_pixels_apply() {
         let g = |ci, size, k, stride, pad| ConvGeometry::square(2, ci, size, 16, k, stride, pad);
-        for small_cnn_or_resnet in [g(32, 28, 3, 1, 1), g(64, 14, 3, 1, 1), g(64, 56, 3, 1, 1), g(256, 14, 3, 1, 1), g(MIN_CHANNELS, MIN_SIDE, 3, 1, 1)] {
+        for small_cnn_or_resnet in
+            [g(32, 28, 3, 1, 1), g(64, 14, 3, 1, 1), g(64, 56, 3, 1, 1), g(256, 14, 3, 1, 1), g(MIN_CHANNELS, MIN_SIDE, 3, 1, 1)]
+        {
             assert!(applies(&small_cnn_or_resnet), "{small_cnn_or_resnet:?}");
         }
-        for other in [g(1, 28, 3, 1, 1), g(MIN_CHANNELS - 1, 28, 3, 1, 1), g(512, 7, 3, 1, 1), g(64, 7, 3, 1, 1), g(16, 28, 3, 2, 1), g(16, 28, 3, 1, 0), g(16, 28, 1, 1, 0), g(16, 28, 5, 1, 2)] {
+        for other in [
+            g(1, 28, 3, 1, 1),
+            g(MIN_CHANNELS - 1, 28, 3, 1, 1),
+            g(512, 7, 3, 1, 1),
+            g(64, 7, 3, 1, 1),
+            g(16, 28, 3, 2, 1),
+            g(16, 28, 3, 1, 0),
+            g(16, 28, 1, 1, 0),
+            g(16, 28, 5, 1, 2),
+        ] {
             assert!(!applies(&other), "{other:?}");
         }
         let wide_but_short = ConvGeometry { height: MIN_SIDE - 1, ..g(16, 28, 3, 1, 1) };

@@ -49,17 +49,8 @@ impl Default for LossConfig {
 
 impl LossConfig {
     /// Every accepted `name` (aliases after the names they stand for).
-    pub const NAMES: [&'static str; 9] = [
-        "contrastive",
-        "binomial",
-        "lifted",
-        "lifted_modified",
-        "ms",
-        "weight",
-        "nca",
-        "triplet_semihard",
-        "margin",
-    ];
+    pub const NAMES: [&'static str; 9] =
+        ["contrastive", "binomial", "lifted", "lifted_modified", "ms", "weight", "nca", "triplet_semihard", "margin"];
 
     /// The loss with its default parameters, by name or alias.
     pub fn from_name(name: &str) -> Result<Self, serde_json::Error> {

@@ -34,76 +34,16 @@ enum PoolBranch {
 
 /// The modules 3a … 5b.
 const MODULES: [Widths; 10] = [
-    Widths {
-        input: 192,
-        one: Some(64),
-        three: (64, 64),
-        double: (64, 96),
-        pool: PoolBranch::Average(32),
-    },
-    Widths {
-        input: 256,
-        one: Some(64),
-        three: (64, 96),
-        double: (64, 96),
-        pool: PoolBranch::Average(64),
-    },
-    Widths {
-        input: 320,
-        one: None,
-        three: (128, 160),
-        double: (64, 96),
-        pool: PoolBranch::Reduce,
-    },
-    Widths {
-        input: 576,
-        one: Some(224),
-        three: (64, 96),
-        double: (96, 128),
-        pool: PoolBranch::Average(128),
-    },
-    Widths {
-        input: 576,
-        one: Some(192),
-        three: (96, 128),
-        double: (96, 128),
-        pool: PoolBranch::Average(128),
-    },
-    Widths {
-        input: 576,
-        one: Some(160),
-        three: (128, 160),
-        double: (128, 160),
-        pool: PoolBranch::Average(128),
-    },
-    Widths {
-        input: 608,
-        one: Some(96),
-        three: (128, 192),
-        double: (160, 192),
-        pool: PoolBranch::Average(128),
-    },
-    Widths {
-        input: 608,
-        one: None,
-        three: (128, 192),
-        double: (192, 256),
-        pool: PoolBranch::Reduce,
-    },
-    Widths {
-        input: 1056,
-        one: Some(352),
-        three: (192, 320),
-        double: (160, 224),
-        pool: PoolBranch::Average(128),
-    },
-    Widths {
-        input: 1024,
-        one: Some(352),
-        three: (192, 320),
-        double: (192, 224),
-        pool: PoolBranch::Max(128),
-    },
+    Widths { input: 192, one: Some(64), three: (64, 64), double: (64, 96), pool: PoolBranch::Average(32) },
+    Widths { input: 256, one: Some(64), three: (64, 96), double: (64, 96), pool: PoolBranch::Average(64) },
+    Widths { input: 320, one: None, three: (128, 160), double: (64, 96), pool: PoolBranch::Reduce },
+    Widths { input: 576, one: Some(224), three: (64, 96), double: (96, 128), pool: PoolBranch::Average(128) },
+    Widths { input: 576, one: Some(192), three: (96, 128), double: (96, 128), pool: PoolBranch::Average(128) },
+    Widths { input: 576, one: Some(160), three: (128, 160), double: (128, 160), pool: PoolBranch::Average(128) },
+    Widths { input: 608, one: Some(96), three: (128, 192), double: (160, 192), pool: PoolBranch::Average(128) },
+    Widths { input: 608, one: None, three: (128, 192), double: (192, 256), pool: PoolBranch::Reduce },
+    Widths { input: 1056, one: Some(352), three: (192, 320), double: (160, 224), pool: PoolBranch::Average(128) },
+    Widths { input: 1024, one: Some(352), three: (192, 320), double: (192, 224), pool: PoolBranch::Max(128) },
 ];
 
 /// Whether inception module `i` (0 = 3a … 9 = 5b) halves the resolution (and so has no 1×1 branch
@@ -131,28 +71,17 @@ pub struct Inception {
 fn max_pool(stride: usize, padding: usize) -> MaxPool2d {
     MaxPool2dConfig::new([3, 3])
         .with_strides([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(
-            padding, padding, padding, padding,
-        ))
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
         .with_ceil_mode(true)
         .init()
 }
 
 impl Inception {
     fn new(w: &Widths, unit: &impl Fn(ConvSpec) -> ConvBn) -> Self {
-        let stride = if matches!(w.pool, PoolBranch::Reduce) {
-            2
-        } else {
-            1
-        };
+        let stride = if matches!(w.pool, PoolBranch::Reduce) { 2 } else { 1 };
         let (average, max, pool_proj) = match w.pool {
             PoolBranch::Average(proj) => (
-                Some(
-                    AvgPool2dConfig::new([3, 3])
-                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                        .with_strides([1, 1])
-                        .init(),
-                ),
+                Some(AvgPool2dConfig::new([3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_strides([1, 1]).init()),
                 None,
                 Some(proj),
             ),
@@ -162,18 +91,10 @@ impl Inception {
         Inception {
             one: w.one.map(|c| unit(ConvSpec::new(w.input, c, 1).bias(true))),
             three_reduce: unit(ConvSpec::new(w.input, w.three.0, 1).bias(true)),
-            three: unit(
-                ConvSpec::new(w.three.0, w.three.1, 3)
-                    .stride(stride)
-                    .bias(true),
-            ),
+            three: unit(ConvSpec::new(w.three.0, w.three.1, 3).stride(stride).bias(true)),
             double_reduce: unit(ConvSpec::new(w.input, w.double.0, 1).bias(true)),
             double_a: unit(ConvSpec::new(w.double.0, w.double.1, 3).bias(true)),
-            double_b: unit(
-                ConvSpec::new(w.double.1, w.double.1, 3)
-                    .stride(stride)
-                    .bias(true),
-            ),
+            double_b: unit(ConvSpec::new(w.double.1, w.double.1, 3).stride(stride).bias(true)),
             average,
             max,
             pool_proj: pool_proj.map(|c| unit(ConvSpec::new(w.input, c, 1).bias(true))),
@@ -186,10 +107,7 @@ impl Inception {
             branches.push(one.forward(x.clone()));
         }
         branches.push(self.three.forward(self.three_reduce.forward(x.clone())));
-        branches.push(
-            self.double_b
-                .forward(self.double_a.forward(self.double_reduce.forward(x.clone()))),
-        );
+        branches.push(self.double_b.forward(self.double_a.forward(self.double_reduce.forward(x.clone()))));
         let pooled = match (&self.average, &self.max) {
             (Some(avg), _) => kernels::avg_pool(avg, x),
             (None, Some(max)) => kernels::max_pool(max, x),

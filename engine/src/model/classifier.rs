@@ -17,10 +17,7 @@ impl Classifier {
     /// `None` for the small CNN, which has no pretrained form.
     pub fn new(kind: BackboneKind, classes: usize, device: &Device) -> Option<Self> {
         let features = Backbone::features(kind)?;
-        Some(Self {
-            backbone: Backbone::new(kind, 3, false, device)?,
-            fc: LinearConfig::new(features, classes).init(device),
-        })
+        Some(Self { backbone: Backbone::new(kind, 3, false, device)?, fc: LinearConfig::new(features, classes).init(device) })
     }
 
     /// `[batch, 3, h, w]` → logits `[batch, classes]`.

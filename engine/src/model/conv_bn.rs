@@ -24,14 +24,7 @@ pub struct ConvSpec {
 impl ConvSpec {
     /// A square `kernel × kernel` convolution with "same" padding at stride 1.
     pub fn new(channels_in: usize, channels_out: usize, kernel: usize) -> Self {
-        Self {
-            channels_in,
-            channels_out,
-            kernel,
-            stride: 1,
-            padding: kernel / 2,
-            bias: false,
-        }
+        Self { channels_in, channels_out, kernel, stride: 1, padding: kernel / 2, bias: false }
     }
 
     pub fn stride(self, stride: usize) -> Self {
@@ -57,14 +50,11 @@ impl ConvBn {
     pub fn new(spec: ConvSpec, device: &Device) -> Self {
         let p = spec.padding;
         Self {
-            conv: Conv2dConfig::new(
-                [spec.channels_in, spec.channels_out],
-                [spec.kernel, spec.kernel],
-            )
-            .with_stride([spec.stride, spec.stride])
-            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-            .with_bias(spec.bias)
-            .init(device),
+            conv: Conv2dConfig::new([spec.channels_in, spec.channels_out], [spec.kernel, spec.kernel])
+                .with_stride([spec.stride, spec.stride])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(spec.bias)
+                .init(device),
             norm: BatchNormConfig::new(spec.channels_out).init(device),
         }
     }
@@ -100,13 +90,7 @@ impl ConvBn {
             Some(bias) => bias.val(),
             None => Tensor::zeros([weight.dims()[0]], &device),
         };
-        let y = host_conv2d(
-            x,
-            weight,
-            bias,
-            self.conv.stride,
-            padding(&self.conv.padding),
-        );
+        let y = host_conv2d(x, weight, bias, self.conv.stride, padding(&self.conv.padding));
         host_batch_norm(norm, y, if activate { Clamp::RELU } else { Clamp::NONE })
     }
 }
@@ -118,13 +102,8 @@ impl ConvBn {
 pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {
     let device = y.device();
     if !(device.is_autodiff() && norm.training.is_enabled()) {
-        let running = Tensor::stack::<2>(
-            vec![
-                norm.running_mean.value().to_device(&device),
-                norm.running_var.value().to_device(&device),
-            ],
-            0,
-        );
+        let running =
+            Tensor::stack::<2>(vec![norm.running_mean.value().to_device(&device), norm.running_var.value().to_device(&device)], 0);
         return frozen_batch_norm_clamp(y, norm.gamma.val(), norm.beta.val(), running, norm.epsilon, clamp);
     }
     let stats = batch_stats(y.clone().detach());
@@ -134,12 +113,7 @@ pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> T
     let m = norm.momentum;
     let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
         let running = state.value_sync().to_device(&device);
-        state.update(
-            running
-                .mul_scalar(1.0 - m)
-                .add(batch.mul_scalar(m))
-                .detach(),
-        );
+        state.update(running.mul_scalar(1.0 - m).add(batch.mul_scalar(m)).detach());
     };
     update(&norm.running_mean, mean);
     update(&norm.running_var, variance);

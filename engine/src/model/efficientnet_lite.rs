@@ -9,30 +9,20 @@ use burn::tensor::activation::relu6;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Device, Tensor};
 
-use crate::backend::selects_on_host;
 use super::conv_bn::host_batch_norm;
+use crate::backend::selects_on_host;
 use crate::kernels::{Clamp, host_conv2d, host_depthwise_conv2d};
 
 /// One stage of MBConv blocks: `(repeats, kernel, stride of the first block, expansion, output
 /// channels)`.
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-];
+const STAGES: [(usize, usize, usize, usize, usize); 7] =
+    [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)];
 
 const STEM: usize = 32;
 
 /// Per block of EfficientNet-Lite0, whether it has a 1×1 expansion (all but the first).
 pub fn lite0_expands() -> Vec<bool> {
-    STAGES
-        .iter()
-        .flat_map(|&(repeats, _, _, expansion, _)| std::iter::repeat_n(expansion != 1, repeats))
-        .collect()
+    STAGES.iter().flat_map(|&(repeats, _, _, expansion, _)| std::iter::repeat_n(expansion != 1, repeats)).collect()
 }
 
 /// Channels of the final feature map.
@@ -65,9 +55,7 @@ impl SameConvBn {
                 .with_padding(PaddingConfig2d::Valid)
                 .with_bias(false)
                 .init(device),
-            norm: BatchNormConfig::new(channels_out)
-                .with_epsilon(BATCH_NORM_EPSILON)
-                .init(device),
+            norm: BatchNormConfig::new(channels_out).with_epsilon(BATCH_NORM_EPSILON).init(device),
         }
     }
 
@@ -92,11 +80,7 @@ impl SameConvBn {
             let out = [(h + rows.0 + rows.1 - kh) / sh + 1, (w + cols.0 + cols.1 - kw) / sw + 1];
             host_depthwise_conv2d(x, self.conv.weight.val(), self.conv.stride, [rows.0, cols.0], out)
         } else {
-            let x = if rows == (0, 0) && cols == (0, 0) {
-                x
-            } else {
-                x.pad([rows, cols], PadMode::Constant(0.0))
-            };
+            let x = if rows == (0, 0) && cols == (0, 0) { x } else { x.pad([rows, cols], PadMode::Constant(0.0)) };
             if self.conv.groups == 1 && on_host {
                 let weight = self.conv.weight.val();
                 let bias = Tensor::zeros([weight.dims()[0]], &device);
@@ -161,11 +145,7 @@ impl EfficientNetLite {
                 channels = out;
             }
         }
-        Self {
-            stem: unit(in_channels, STEM, 3, 2, 1),
-            blocks,
-            head: unit(channels, FEATURES, 1, 1, 1),
-        }
+        Self { stem: unit(in_channels, STEM, 3, 2, 1), blocks, head: unit(channels, FEATURES, 1, 1, 1) }
     }
 
     /// `[batch, channels, h, w]` → the last feature map `[batch, 1280, ⌈h / 32⌉, ⌈w / 32⌉]`.

@@ -9,8 +9,8 @@ mod small_cnn;
 
 pub use bn_inception::{BnInception, reduces as bn_inception_reduces};
 pub use classifier::Classifier;
-pub use efficientnet_lite::{EfficientNetLite, lite0_expands as efficientnet_lite0_expands, same_padding};
 pub use conv_bn::{ConvBn, ConvSpec};
+pub use efficientnet_lite::{EfficientNetLite, lite0_expands as efficientnet_lite0_expands, same_padding};
 pub use resnet::{ResNet, ResNetDepth};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
 
@@ -34,13 +34,7 @@ pub enum BackboneKind {
 }
 
 impl BackboneKind {
-    pub const NAMES: [&'static str; 5] = [
-        "small-cnn",
-        "resnet18",
-        "resnet50",
-        "bn-inception",
-        "efficientnet-lite0",
-    ];
+    pub const NAMES: [&'static str; 5] = ["small-cnn", "resnet18", "resnet50", "bn-inception", "efficientnet-lite0"];
 
     /// How photos are normalised for this backbone's published weights.
     pub fn normalization(self) -> crate::data::Normalization {
@@ -62,12 +56,8 @@ impl std::str::FromStr for BackboneKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-            format!(
-                "unknown backbone `{s}`, expected one of: {}",
-                Self::NAMES.join(", ")
-            )
-        })
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown backbone `{s}`, expected one of: {}", Self::NAMES.join(", ")))
     }
 }
 
@@ -101,13 +91,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self {
-            backbone: BackboneKind::SmallCnn,
-            dim: 64,
-            pool: GlobalPool::Max,
-            freeze_bn: false,
-            pretrained: None,
-        }
+        Self { backbone: BackboneKind::SmallCnn, dim: 64, pool: GlobalPool::Max, freeze_bn: false, pretrained: None }
     }
 }
 
@@ -129,9 +113,7 @@ impl Backbone {
             BackboneKind::Resnet18 => Backbone::ResNet(ResNet::new(ResNetDepth::D18, in_channels, freeze_bn, device)),
             BackboneKind::Resnet50 => Backbone::ResNet(ResNet::new(ResNetDepth::D50, in_channels, freeze_bn, device)),
             BackboneKind::BnInception => Backbone::BnInception(BnInception::new(in_channels, freeze_bn, device)),
-            BackboneKind::EfficientnetLite0 => {
-                Backbone::EfficientNetLite(EfficientNetLite::lite0(in_channels, freeze_bn, device))
-            }
+            BackboneKind::EfficientnetLite0 => Backbone::EfficientNetLite(EfficientNetLite::lite0(in_channels, freeze_bn, device)),
         })
     }
 
@@ -169,11 +151,7 @@ impl PooledEmbedder {
         let features = self.backbone.forward(images);
         let [batch, channels, h, w] = features.dims();
         let flat = features.reshape([batch, channels, h * w]);
-        let pooled = if self.average {
-            flat.mean_dim(2)
-        } else {
-            flat.max_dim(2)
-        };
+        let pooled = if self.average { flat.mean_dim(2) } else { flat.max_dim(2) };
         l2_normalize(self.embed.forward(pooled.reshape([batch, channels])))
     }
 }
@@ -194,28 +172,14 @@ impl ModelConfig {
     pub fn init_seeded(&self, in_channels: usize, seed: u64, device: &Device) -> Embedder {
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let host = if device.is_autodiff() {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
+        let host = if device.is_autodiff() { Device::flex().autodiff() } else { Device::flex() };
         host.seed(seed);
         let (freeze, average) = (self.freeze_bn, self.pool == GlobalPool::Average);
         let model = match Backbone::new(self.backbone, in_channels, freeze, &host) {
-            None => Embedder::SmallCnn(
-                SmallCnnConfig {
-                    in_channels,
-                    dim: self.dim,
-                }
-                .init(&host),
-            ),
+            None => Embedder::SmallCnn(SmallCnnConfig { in_channels, dim: self.dim }.init(&host)),
             Some(backbone) => {
                 let features = Backbone::features(self.backbone).expect("an ImageNet backbone");
-                Embedder::Pooled(PooledEmbedder {
-                    backbone,
-                    embed: LinearConfig::new(features, self.dim).init(&host),
-                    average,
-                })
+                Embedder::Pooled(PooledEmbedder { backbone, embed: LinearConfig::new(features, self.dim).init(&host), average })
             }
         };
         struct Touch;
@@ -274,10 +238,7 @@ impl Embedder {
 
     /// Splits the gradients of one backward pass into (backbone, head), so that the two can
     /// learn at different rates.
-    pub fn split_gradients(
-        &self,
-        mut grads: burn::tensor::Gradients,
-    ) -> (GradientsParams, GradientsParams) {
+    pub fn split_gradients(&self, mut grads: burn::tensor::Gradients) -> (GradientsParams, GradientsParams) {
         let head = match self {
             Embedder::SmallCnn(m) => GradientsParams::from_module(&mut grads, m.head()),
             Embedder::Pooled(m) => GradientsParams::from_module(&mut grads, &m.embed),
@@ -292,11 +253,7 @@ mod tests {
     use super::*;
 
     fn config(backbone: BackboneKind, dim: usize) -> ModelConfig {
-        ModelConfig {
-            backbone,
-            dim,
-            ..Default::default()
-        }
+        ModelConfig { backbone, dim, ..Default::default() }
     }
 
     #[test]
@@ -307,16 +264,11 @@ mod tests {
         // batch-norm channel: ResNet-18 has 64 + 4·64 + (4·128 + 128) + (4·256 + 256) +
         // (4·512 + 512) = 4,800 channels; ResNet-50 64 + Σ (blocks · 6w + 4w) over
         // (3, 64), (4, 128), (6, 256), (3, 512) = 26,560.
-        for (backbone, trunk, features, channels) in [
-            (BackboneKind::Resnet18, 11_176_512, 512, 4_800),
-            (BackboneKind::Resnet50, 23_508_032, 2048, 26_560),
-        ] {
+        for (backbone, trunk, features, channels) in
+            [(BackboneKind::Resnet18, 11_176_512, 512, 4_800), (BackboneKind::Resnet50, 23_508_032, 2048, 26_560)]
+        {
             let model = config(backbone, 128).init_seeded(3, 0, &device);
-            assert_eq!(
-                model.num_params(),
-                trunk + features * 128 + 128 + 2 * channels,
-                "{backbone:?}"
-            );
+            assert_eq!(model.num_params(), trunk + features * 128 + 128 + 2 * channels, "{backbone:?}");
         }
     }
 
@@ -325,57 +277,28 @@ mod tests {
         let device = Device::flex();
         for backbone in [BackboneKind::Resnet18, BackboneKind::BnInception] {
             let model = config(backbone, 32).init_seeded(3, 1, &device).valid();
-            let images = Tensor::<4>::random(
-                [2, 3, 224, 224],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let images = Tensor::<4>::random([2, 3, 224, 224], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
             let out = model.forward(images);
             assert_eq!(out.dims(), [2, 32]);
             for norm in out.powi_scalar(2).sum_dim(1).into_data().iter::<f32>() {
-                assert!(
-                    (norm - 1.0).abs() < 1e-4,
-                    "{backbone:?}: squared norm {norm}"
-                );
+                assert!((norm - 1.0).abs() < 1e-4, "{backbone:?}: squared norm {norm}");
             }
         }
         // BN-Inception's last feature map at 224 × 224 is 1024 × 7 × 7.
         let trunk = BnInception::new(3, false, &device);
-        assert_eq!(
-            trunk
-                .forward(Tensor::zeros([1, 3, 224, 224], &device))
-                .dims(),
-            [1, 1024, 7, 7]
-        );
+        assert_eq!(trunk.forward(Tensor::zeros([1, 3, 224, 224], &device)).dims(), [1, 1024, 7, 7]);
         let trunk = ResNet::new(ResNetDepth::D50, 3, false, &device);
-        assert_eq!(
-            trunk
-                .forward(Tensor::zeros([1, 3, 224, 224], &device))
-                .dims(),
-            [1, 2048, 7, 7]
-        );
+        assert_eq!(trunk.forward(Tensor::zeros([1, 3, 224, 224], &device)).dims(), [1, 2048, 7, 7]);
     }
 
     #[test]
     fn frozen_batch_norm_trains_with_running_statistics_and_keeps_them() {
         let device = Device::flex().autodiff();
-        let images = Tensor::<4>::random(
-            [4, 3, 64, 64],
-            burn::tensor::Distribution::Normal(0.5, 2.0),
-            &device,
-        );
-        let frozen = ModelConfig {
-            freeze_bn: true,
-            ..config(BackboneKind::Resnet18, 16)
-        }
-        .init_seeded(3, 2, &device);
+        let images = Tensor::<4>::random([4, 3, 64, 64], burn::tensor::Distribution::Normal(0.5, 2.0), &device);
+        let frozen = ModelConfig { freeze_bn: true, ..config(BackboneKind::Resnet18, 16) }.init_seeded(3, 2, &device);
         let stats = |m: &Embedder| {
-            let Embedder::Pooled(p) = m else {
-                unreachable!()
-            };
-            let Backbone::ResNet(r) = &p.backbone else {
-                unreachable!()
-            };
+            let Embedder::Pooled(p) = m else { unreachable!() };
+            let Backbone::ResNet(r) = &p.backbone else { unreachable!() };
             r.stem_statistics()
         };
         let before = stats(&frozen);
@@ -383,19 +306,12 @@ mod tests {
         assert_eq!(stats(&frozen), before, "frozen statistics moved");
         // Training mode and inference mode now compute the same function...
         let inference = frozen.valid().forward(images.clone().inner());
-        let diff = (trained.inner() - inference)
-            .abs()
-            .max()
-            .into_scalar::<f32>();
+        let diff = (trained.inner() - inference).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "frozen train/eval outputs differ by {diff}");
         // ...and the scale and shift still receive gradients.
         let grads = frozen.forward(images.clone()).sum().backward();
-        let Embedder::Pooled(p) = &frozen else {
-            unreachable!()
-        };
-        let Backbone::ResNet(r) = &p.backbone else {
-            unreachable!()
-        };
+        let Embedder::Pooled(p) = &frozen else { unreachable!() };
+        let Backbone::ResNet(r) = &p.backbone else { unreachable!() };
         assert!(r.stem_gamma().grad(&grads).is_some());
         // Without freezing, a training forward pass updates the running statistics.
         let live = config(BackboneKind::Resnet18, 16).init_seeded(3, 2, &device);

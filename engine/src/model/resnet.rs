@@ -85,18 +85,14 @@ impl ResNet {
             for b in 0..count {
                 let stride = if b == 0 && stage > 0 { 2 } else { 1 };
                 let units = match depth {
-                    ResNetDepth::D18 => vec![
-                        unit(ConvSpec::new(channels, width, 3).stride(stride)),
-                        unit(ConvSpec::new(width, width, 3)),
-                    ],
+                    ResNetDepth::D18 => vec![unit(ConvSpec::new(channels, width, 3).stride(stride)), unit(ConvSpec::new(width, width, 3))],
                     ResNetDepth::D50 => vec![
                         unit(ConvSpec::new(channels, width, 1)),
                         unit(ConvSpec::new(width, width, 3).stride(stride)),
                         unit(ConvSpec::new(width, out, 1)),
                     ],
                 };
-                let downsample = (stride != 1 || channels != out)
-                    .then(|| unit(ConvSpec::new(channels, out, 1).stride(stride)));
+                let downsample = (stride != 1 || channels != out).then(|| unit(ConvSpec::new(channels, out, 1).stride(stride)));
                 blocks.push(Residual { units, downsample });
                 channels = out;
             }
@@ -104,10 +100,7 @@ impl ResNet {
         }
         ResNet {
             stem: unit(ConvSpec::new(in_channels, 64, 7).stride(2)),
-            pool: MaxPool2dConfig::new([3, 3])
-                .with_strides([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(),
+            pool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(),
             layers,
         }
     }
@@ -115,10 +108,7 @@ impl ResNet {
     /// `[batch, channels, h, w]` → the last feature map `[batch, features, h / 32, w / 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let x = kernels::max_pool(&self.pool, self.stem.forward(images));
-        self.layers
-            .iter()
-            .flat_map(|layer| &layer.blocks)
-            .fold(x, |x, block| block.forward(x))
+        self.layers.iter().flat_map(|layer| &layer.blocks).fold(x, |x, block| block.forward(x))
     }
 }
 
@@ -126,12 +116,7 @@ impl ResNet {
 impl ResNet {
     pub(super) fn stem_statistics(&self) -> Vec<f32> {
         let norm = &self.stem.norm;
-        let mut out: Vec<f32> = norm
-            .running_mean
-            .value_sync()
-            .into_data()
-            .iter::<f32>()
-            .collect();
+        let mut out: Vec<f32> = norm.running_mean.value_sync().into_data().iter::<f32>().collect();
         out.extend(norm.running_var.value_sync().into_data().iter::<f32>());
         out
     }

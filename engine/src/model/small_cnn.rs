@@ -20,10 +20,7 @@ pub struct SmallCnnConfig {
 
 impl Default for SmallCnnConfig {
     fn default() -> Self {
-        Self {
-            in_channels: 1,
-            dim: 64,
-        }
+        Self { in_channels: 1, dim: 64 }
     }
 }
 
@@ -36,18 +33,9 @@ pub struct SmallCnn {
 
 impl SmallCnnConfig {
     pub fn init(&self, device: &Device) -> SmallCnn {
-        let widths = [
-            (self.in_channels, 32),
-            (32, 32),
-            (32, 64),
-            (64, 64),
-            (64, 128),
-        ];
+        let widths = [(self.in_channels, 32), (32, 32), (32, 64), (64, 64), (64, 128)];
         SmallCnn {
-            blocks: widths
-                .iter()
-                .map(|&(i, o)| ConvBn::new(ConvSpec::new(i, o, 3).bias(true), device))
-                .collect(),
+            blocks: widths.iter().map(|&(i, o)| ConvBn::new(ConvSpec::new(i, o, 3).bias(true), device)).collect(),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             embed: LinearConfig::new(128, self.dim).init(device),
         }

@@ -101,10 +101,8 @@ pub fn conditional_row(distances: &[f64], perplexity: f64) -> Vec<f64> {
 /// The symmetric joint affinities `p_ij = (p_{j|i} + p_{i|j}) / 2n` over `neighbours`.
 pub fn joint_affinities(neighbours: &[Vec<(u32, f64)>], perplexity: f64) -> SparseRows {
     let n = neighbours.len();
-    let conditional: Vec<Vec<f64>> = neighbours
-        .par_iter()
-        .map(|row| conditional_row(&row.iter().map(|&(_, d)| d).collect::<Vec<_>>(), perplexity))
-        .collect();
+    let conditional: Vec<Vec<f64>> =
+        neighbours.par_iter().map(|row| conditional_row(&row.iter().map(|&(_, d)| d).collect::<Vec<_>>(), perplexity)).collect();
     let mut rows: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
     for (i, (row, p)) in neighbours.iter().zip(&conditional).enumerate() {
         for (&(j, _), &v) in row.iter().zip(p) {

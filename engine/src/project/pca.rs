@@ -24,10 +24,7 @@ impl Pca {
     /// kept).
     pub fn plane(&self) -> Vec<[f64; 2]> {
         let c = self.components;
-        self.coordinates
-            .chunks_exact(c.max(1))
-            .map(|p| [p.first().copied().unwrap_or(0.0), if c > 1 { p[1] } else { 0.0 }])
-            .collect()
+        self.coordinates.chunks_exact(c.max(1)).map(|p| [p.first().copied().unwrap_or(0.0), if c > 1 { p[1] } else { 0.0 }]).collect()
     }
 }
 

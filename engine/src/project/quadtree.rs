@@ -84,10 +84,8 @@ impl QuadTree {
         let quarter = half / 2.0;
         for q in 0..4 {
             if bounds[q + 1] > bounds[q] {
-                let child_center = [
-                    center[0] + if q & 1 == 1 { quarter } else { -quarter },
-                    center[1] + if q & 2 == 2 { quarter } else { -quarter },
-                ];
+                let child_center =
+                    [center[0] + if q & 1 == 1 { quarter } else { -quarter }, center[1] + if q & 2 == 2 { quarter } else { -quarter }];
                 let child = self.build(y, bounds[q], bounds[q + 1], child_center, quarter, depth + 1);
                 self.nodes[id as usize].children[q] = child;
             }

@@ -125,15 +125,7 @@ impl Tsne {
         };
         let learning_rate =
             if config.learning_rate > 0.0 { config.learning_rate } else { (n as f64 / config.early_exaggeration).max(50.0) };
-        Tsne {
-            config: config.clone(),
-            p,
-            update: vec![0.0; 2 * n],
-            gains: vec![1.0; 2 * n],
-            y,
-            learning_rate,
-            iteration: 0,
-        }
+        Tsne { config: config.clone(), p, update: vec![0.0; 2 * n], gains: vec![1.0; 2 * n], y, learning_rate, iteration: 0 }
     }
 
     pub fn iteration(&self) -> usize {

@@ -91,11 +91,7 @@ mod tests {
     #[test]
     fn round_trip_and_truncation() {
         let checkpoint = Checkpoint {
-            state: TrainState {
-                iteration: 7,
-                sampler: SamplerState { epoch: 1, cursor: 2, batches: 7 },
-                loss_calls: 7,
-            },
+            state: TrainState { iteration: 7, sampler: SamplerState { epoch: 1, cursor: 2, batches: 7 }, loss_calls: 7 },
             model: vec![1, 2, 3],
             optimizer: vec![4, 5],
         };

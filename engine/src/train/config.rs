@@ -34,13 +34,7 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self {
-            iterations: 200,
-            eval_interval: 100,
-            checkpoint_interval: 50,
-            seed: 0,
-            backend: BackendChoice::Auto,
-        }
+        Self { iterations: 200, eval_interval: 100, checkpoint_interval: 50, seed: 0, backend: BackendChoice::Auto }
     }
 }
 
@@ -208,10 +202,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self {
-            ks: vec![1, 2, 4, 8],
-            batch_size: 250,
-        }
+        Self { ks: vec![1, 2, 4, 8], batch_size: 250 }
     }
 }
 
@@ -232,11 +223,7 @@ impl TrainConfig {
 
     /// Channels of the network input: grey Fashion-MNIST or RGB photos.
     pub fn in_channels(&self) -> usize {
-        if self.data.dataset.files().is_some() {
-            3
-        } else {
-            1
-        }
+        if self.data.dataset.files().is_some() { 3 } else { 1 }
     }
 
     /// The dataset with this run's transforms.
@@ -250,8 +237,7 @@ impl TrainConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: TrainConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e, text)))?;
+        let config: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e, text)))?;
         config.validate()?;
         Ok(config)
     }
@@ -267,9 +253,7 @@ impl TrainConfig {
         let base: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
         let mut items = Vec::with_capacity(overrides.len());
         for item in overrides {
-            let (key, raw) = item.split_once('=').ok_or_else(|| {
-                ConfigError::Parse(format!("`{item}`: expected section.field=value"))
-            })?;
+            let (key, raw) = item.split_once('=').ok_or_else(|| ConfigError::Parse(format!("`{item}`: expected section.field=value")))?;
             let path: Vec<&str> = key.trim().split('.').collect();
             items.push((item, path, parse_value(raw.trim())));
         }
@@ -288,9 +272,9 @@ impl TrainConfig {
             // Name the first override the config stops deserialising at, replaying them: the
             // error itself only knows the section.
             let mut doc = base;
-            let culprit = items.iter().find(|item| {
-                apply(&mut doc, item).is_ok() && toml::Value::Table(doc.clone()).try_into::<TrainConfig>().is_err()
-            });
+            let culprit = items
+                .iter()
+                .find(|item| apply(&mut doc, item).is_ok() && toml::Value::Table(doc.clone()).try_into::<TrainConfig>().is_err());
             ConfigError::Parse(match culprit {
                 Some((item, _, _)) => format!("`{item}`: {}", e.message()),
                 None => e.message().to_string(),
@@ -306,75 +290,47 @@ impl TrainConfig {
             return bad("model.pretrained: the small CNN has no pretrained weights; choose an ImageNet backbone (--backbone)".into());
         }
         if self.sampler.p < 2 {
-            return bad(format!(
-                "sampler.p = {}: a batch needs at least 2 classes",
-                self.sampler.p
-            ));
+            return bad(format!("sampler.p = {}: a batch needs at least 2 classes", self.sampler.p));
         }
         if self.sampler.k < 2 {
-            return bad(format!(
-                "sampler.k = {}: a batch needs at least 2 images per class",
-                self.sampler.k
-            ));
+            return bad(format!("sampler.k = {}: a batch needs at least 2 images per class", self.sampler.k));
         }
         if self.model.dim == 0 {
             return bad("model.dim must be at least 1".into());
         }
         if !(self.optimizer.lr.is_finite() && self.optimizer.lr > 0.0) {
-            return bad(format!(
-                "optimizer.lr = {}: must be positive",
-                self.optimizer.lr
-            ));
+            return bad(format!("optimizer.lr = {}: must be positive", self.optimizer.lr));
         }
         if !(self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0) {
-            return bad(format!(
-                "optimizer.weight_decay = {}: must be ≥ 0",
-                self.optimizer.weight_decay
-            ));
+            return bad(format!("optimizer.weight_decay = {}: must be ≥ 0", self.optimizer.weight_decay));
         }
-        if !(self.optimizer.backbone_lr_mult.is_finite() && self.optimizer.backbone_lr_mult >= 0.0)
-        {
-            return bad(format!(
-                "optimizer.backbone_lr_mult = {}: must be ≥ 0",
-                self.optimizer.backbone_lr_mult
-            ));
+        if !(self.optimizer.backbone_lr_mult.is_finite() && self.optimizer.backbone_lr_mult >= 0.0) {
+            return bad(format!("optimizer.backbone_lr_mult = {}: must be ≥ 0", self.optimizer.backbone_lr_mult));
         }
         let augment = &self.augment;
         let custom = augment.normalize == NormalizeKind::Custom;
-        if custom
-            && (augment.mean.len() != augment.std.len() || !matches!(augment.mean.len(), 1 | 3))
-        {
+        if custom && (augment.mean.len() != augment.std.len() || !matches!(augment.mean.len(), 1 | 3)) {
             return bad("augment.normalize = \"custom\" needs augment.mean and augment.std with 1 or 3 values each".into());
         }
         if custom && self.data.dataset.files().is_none() && augment.mean.len() != 1 {
             return bad("augment.mean and augment.std: Fashion-MNIST images have 1 channel".into());
         }
         if !custom && (!augment.mean.is_empty() || !augment.std.is_empty()) {
-            return bad(
-                "augment.mean and augment.std are used only with augment.normalize = \"custom\""
-                    .into(),
-            );
+            return bad("augment.mean and augment.std are used only with augment.normalize = \"custom\"".into());
         }
         if augment.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             return bad("augment.std must be positive".into());
         }
         if augment.crop == 0 || augment.resize < augment.crop {
-            return bad(format!(
-                "augment.crop = {} and augment.resize = {}: need 1 ≤ crop ≤ resize",
-                augment.crop, augment.resize
-            ));
+            return bad(format!("augment.crop = {} and augment.resize = {}: need 1 ≤ crop ≤ resize", augment.crop, augment.resize));
         }
         let [lo, hi] = augment.crop_scale;
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            return bad(format!(
-                "augment.crop_scale = [{lo}, {hi}]: need 0 < low ≤ high ≤ 1"
-            ));
+            return bad(format!("augment.crop_scale = [{lo}, {hi}]: need 0 < low ≤ high ≤ 1"));
         }
         let [lo, hi] = augment.crop_ratio;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            return bad(format!(
-                "augment.crop_ratio = [{lo}, {hi}]: need 0 < low ≤ high"
-            ));
+            return bad(format!("augment.crop_ratio = [{lo}, {hi}]: need 0 < low ≤ high"));
         }
         if self.data.prefetch == 0 {
             return bad("data.prefetch must be at least 1".into());
@@ -413,9 +369,7 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Resul
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table
-                .entry(first.to_string())
-                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let entry = table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => Err(format!("`{first}` is not a section")),
@@ -439,11 +393,7 @@ mod tests {
     #[test]
     fn overrides_reach_nested_fields_and_loss_parameters() {
         let config = TrainConfig::default()
-            .with_overrides(&[
-                "optimizer.lr=0.01".into(),
-                "loss.name=margin".into(),
-                "loss.beta=1.5".into(),
-            ])
+            .with_overrides(&["optimizer.lr=0.01".into(), "loss.name=margin".into(), "loss.beta=1.5".into()])
             .unwrap();
         assert_eq!(config.optimizer.lr, 0.01);
         match config.loss {
@@ -455,21 +405,9 @@ mod tests {
     #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         assert!(TrainConfig::from_toml("[run]\niteratons = 5\n").is_err());
-        assert!(
-            TrainConfig::default()
-                .with_overrides(&["sampler.p=1".into()])
-                .is_err()
-        );
-        assert!(
-            TrainConfig::default()
-                .with_overrides(&["optimizer.lr=-1".into()])
-                .is_err()
-        );
-        assert!(
-            TrainConfig::default()
-                .with_overrides(&["optimizer".into()])
-                .is_err()
-        );
+        assert!(TrainConfig::default().with_overrides(&["sampler.p=1".into()]).is_err());
+        assert!(TrainConfig::default().with_overrides(&["optimizer.lr=-1".into()]).is_err());
+        assert!(TrainConfig::default().with_overrides(&["optimizer".into()]).is_err());
     }
 
     #[test]
@@ -503,11 +441,7 @@ mod tests {
 
     #[test]
     fn step_schedule() {
-        let config = OptimizerConfig {
-            lr_steps: vec![10, 20],
-            lr_gamma: 0.5,
-            ..Default::default()
-        };
+        let config = OptimizerConfig { lr_steps: vec![10, 20], lr_gamma: 0.5, ..Default::default() };
         assert_eq!(config.lr_at(0), 1e-3);
         assert_eq!(config.lr_at(10), 5e-4);
         assert_eq!(config.lr_at(25), 2.5e-4);

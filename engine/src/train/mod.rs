@@ -15,8 +15,7 @@ use burn::module::Module;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
 pub use config::{
-    AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind,
-    RunConfig, SamplerConfig, TrainConfig,
+    AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind, RunConfig, SamplerConfig, TrainConfig,
 };
 pub use evaluation::{EmbedError, EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
@@ -26,38 +25,19 @@ use crate::model::Embedder;
 use crate::npy;
 
 /// The trained model of a run folder (`model.bpk`), on `device`.
-pub fn load_model(
-    run: &RunDir,
-    config: &TrainConfig,
-    device: &burn::tensor::Device,
-) -> Result<Embedder, RunDirError> {
+pub fn load_model(run: &RunDir, config: &TrainConfig, device: &burn::tensor::Device) -> Result<Embedder, RunDirError> {
     let path = run.model_path();
     if !path.exists() {
-        return Err(RunDirError {
-            path,
-            message: "no model saved yet".into(),
-        });
+        return Err(RunDirError { path, message: "no model saved yet".into() });
     }
-    let bytes = std::fs::read(&path).map_err(|e| RunDirError {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = std::fs::read(&path).map_err(|e| RunDirError { path: path.clone(), message: e.to_string() })?;
     model_from_bytes(config, bytes, device).map_err(|message| RunDirError { path, message })
 }
 
 /// A model of `config` with the weights of a `model.bpk` file's bytes (Burn's burnpack record).
-pub fn model_from_bytes(
-    config: &TrainConfig,
-    bytes: Vec<u8>,
-    device: &burn::tensor::Device,
-) -> Result<Embedder, String> {
-    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| e.to_string())?;
-    config
-        .model
-        .init_seeded(config.in_channels(), config.run.seed, device)
-        .try_load_record(record)
-        .map_err(|e| e.to_string())
+pub fn model_from_bytes(config: &TrainConfig, bytes: Vec<u8>, device: &burn::tensor::Device) -> Result<Embedder, String> {
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| e.to_string())?;
+    config.model.init_seeded(config.in_channels(), config.run.seed, device).try_load_record(record).map_err(|e| e.to_string())
 }
 
 /// What the loop reports while it runs (a progress bar, a GUI, a test).
@@ -87,17 +67,13 @@ pub enum RunError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error("{path}: {source}")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
 fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
     let checkpoint = trainer.checkpoint()?;
-    let write = |path: std::path::PathBuf, bytes: &[u8]| {
-        npy::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source })
-    };
+    let write =
+        |path: std::path::PathBuf, bytes: &[u8]| npy::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source });
     write(run.model_path(), &checkpoint.model)?;
     write(run.checkpoint_path(), &checkpoint.to_bytes())
 }
@@ -118,11 +94,7 @@ fn log_evaluation(
     let Some(evaluation) = evaluate_unless_stopped(trainer, observer, stop)? else {
         return Ok(None);
     };
-    run.append(&MetricsLine::eval(
-        trainer.iteration(),
-        "test",
-        &evaluation.metrics,
-    ))?;
+    run.append(&MetricsLine::eval(trainer.iteration(), "test", &evaluation.metrics))?;
     observer.evaluated(trainer.iteration(), &evaluation);
     Ok(Some(evaluation))
 }
@@ -136,11 +108,7 @@ fn evaluate_unless_stopped(
 ) -> Result<Option<Evaluation>, RunError> {
     let result = trainer.evaluate(&mut |done, total| {
         observer.embedding(done, total);
-        if stop.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        if stop.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     });
     report_skipped(trainer, observer);
     match result {
@@ -165,12 +133,7 @@ fn stopped(run: &RunDir, trainer: &Trainer, observer: &mut dyn TrainObserver) ->
 /// or until `stop` is raised (then it checkpoints and returns [`Outcome::Stopped`]; raised during
 /// an evaluation, that evaluation is abandoned and made up when the run resumes). A NaN loss
 /// returns the error and leaves the last checkpoint as it was.
-pub fn run(
-    run: &RunDir,
-    trainer: &mut Trainer,
-    observer: &mut dyn TrainObserver,
-    stop: &AtomicBool,
-) -> Result<Outcome, RunError> {
+pub fn run(run: &RunDir, trainer: &mut Trainer, observer: &mut dyn TrainObserver, stop: &AtomicBool) -> Result<Outcome, RunError> {
     let schedule = trainer.config().run.clone();
     let due = |interval: u64, iteration: u64| interval > 0 && iteration.is_multiple_of(interval);
     let start = trainer.iteration();
@@ -191,17 +154,10 @@ pub fn run(
         }
         let report = trainer.step()?;
         report_skipped(trainer, observer);
-        run.append(&MetricsLine::Train {
-            iteration: report.iteration,
-            loss: report.loss,
-            lr: report.lr,
-        })?;
+        run.append(&MetricsLine::Train { iteration: report.iteration, loss: report.loss, lr: report.lr })?;
         observer.step(&report, schedule.iterations);
         let last = report.iteration == schedule.iterations;
-        if !last
-            && due(schedule.eval_interval, report.iteration)
-            && log_evaluation(run, trainer, observer, stop)?.is_none()
-        {
+        if !last && due(schedule.eval_interval, report.iteration) && log_evaluation(run, trainer, observer, stop)?.is_none() {
             return stopped(run, trainer, observer);
         }
         if !last && due(schedule.checkpoint_interval, report.iteration) {
@@ -220,24 +176,12 @@ pub fn run(
         return stopped(run, trainer, observer);
     };
     let write_err = |path: std::path::PathBuf| move |source| RunError::Write { path, source };
-    npy::write_matrix_f32(
-        &run.embeddings_path(),
-        evaluation.labels.len(),
-        evaluation.dim,
-        &evaluation.embeddings,
-    )
-    .map_err(write_err(run.embeddings_path()))?;
-    npy::write_labels(&run.labels_path(), &evaluation.labels)
-        .map_err(write_err(run.labels_path()))?;
+    npy::write_matrix_f32(&run.embeddings_path(), evaluation.labels.len(), evaluation.dim, &evaluation.embeddings)
+        .map_err(write_err(run.embeddings_path()))?;
+    npy::write_labels(&run.labels_path(), &evaluation.labels).map_err(write_err(run.labels_path()))?;
     if let Some(query) = &evaluation.query {
         let (vectors, labels) = (run.query_embeddings_path(), run.query_labels_path());
-        npy::write_matrix_f32(
-            &vectors,
-            query.labels.len(),
-            evaluation.dim,
-            &query.embeddings,
-        )
-        .map_err(write_err(vectors.clone()))?;
+        npy::write_matrix_f32(&vectors, query.labels.len(), evaluation.dim, &query.embeddings).map_err(write_err(vectors.clone()))?;
         npy::write_labels(&labels, &query.labels).map_err(write_err(labels.clone()))?;
     }
     save_checkpoint(run, trainer)?;

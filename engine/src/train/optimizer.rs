@@ -12,24 +12,13 @@ impl OptimizerConfig {
     /// AdamW shrinks the weights by `lr × weight_decay` apart from the moments; SGD's momentum has
     /// no dampening and starts from the first gradient. ε = 1e-8 as in PyTorch, not Burn's 1e-5.
     pub fn init(&self) -> ModuleOptimizer {
-        let decay =
-            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
+        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         match self.name {
-            OptimizerKind::Adam => AdamConfig::new()
-                .with_epsilon(1e-8)
-                .with_weight_decay(decay)
-                .init(),
-            OptimizerKind::Adamw => AdamWConfig::new()
-                .with_epsilon(1e-8)
-                .with_weight_decay(self.weight_decay as f32)
-                .init(),
+            OptimizerKind::Adam => AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init(),
+            OptimizerKind::Adamw => AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(self.weight_decay as f32).init(),
             OptimizerKind::Sgd => SgdConfig::new()
                 .with_weight_decay(decay)
-                .with_momentum((self.momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(self.momentum)
-                        .with_dampening(0.0)
-                }))
+                .with_momentum((self.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(self.momentum).with_dampening(0.0)))
                 .init(),
         }
     }
@@ -37,11 +26,7 @@ impl OptimizerConfig {
     /// The learning rate of the head after `iteration` completed iterations: `lr` times
     /// `lr_gamma` for each of `lr_steps` reached, as `MultiStepLR` stepped once per iteration.
     pub fn lr_at(&self, iteration: u64) -> f64 {
-        let decays = self
-            .lr_steps
-            .iter()
-            .filter(|&&step| iteration >= step)
-            .count();
+        let decays = self.lr_steps.iter().filter(|&&step| iteration >= step).count();
         self.lr * self.lr_gamma.powi(decays as i32)
     }
 }

@@ -36,11 +36,7 @@ impl MetricsLine {
         MetricsLine::Eval {
             iteration,
             split: split.to_string(),
-            recall_at_k: metrics
-                .recall_at_k
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            recall_at_k: metrics.recall_at_k.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             map_at_r: metrics.map_at_r,
             r_precision: metrics.r_precision,
         }
@@ -48,9 +44,7 @@ impl MetricsLine {
 
     pub fn iteration(&self) -> u64 {
         match self {
-            MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => {
-                *iteration
-            }
+            MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => *iteration,
         }
     }
 }
@@ -64,10 +58,7 @@ pub struct RunDirError {
 
 impl RunDirError {
     fn new(path: &Path, message: impl ToString) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            message: message.to_string(),
-        }
+        Self { path: path.to_path_buf(), message: message.to_string() }
     }
 }
 
@@ -93,25 +84,18 @@ impl RunDir {
     }
 
     pub fn create(path: &Path, config: &TrainConfig) -> Result<Self, RunDirError> {
-        let run = Self {
-            path: path.to_path_buf(),
-        };
+        let run = Self { path: path.to_path_buf() };
         if run.config_path().exists() {
-            return Err(RunDirError::new(
-                path,
-                "already holds a run (config.toml exists); continue it with --resume",
-            ));
+            return Err(RunDirError::new(path, "already holds a run (config.toml exists); continue it with --resume"));
         }
         fs::create_dir_all(path).map_err(|e| RunDirError::new(path, e))?;
-        write_atomically(&run.config_path(), config.to_toml().as_bytes())
-            .map_err(|e| RunDirError::new(&run.config_path(), e))?;
+        write_atomically(&run.config_path(), config.to_toml().as_bytes()).map_err(|e| RunDirError::new(&run.config_path(), e))?;
         Ok(run)
     }
 
     /// Replaces `config.toml` (atomically), as when a resumed run is given more iterations.
     pub fn rewrite_config(&self, config: &TrainConfig) -> Result<(), RunDirError> {
-        write_atomically(&self.config_path(), config.to_toml().as_bytes())
-            .map_err(|e| RunDirError::new(&self.config_path(), e))
+        write_atomically(&self.config_path(), config.to_toml().as_bytes()).map_err(|e| RunDirError::new(&self.config_path(), e))
     }
 
     /// An existing run.
@@ -119,14 +103,9 @@ impl RunDir {
         if !path.is_dir() {
             return Err(RunDirError::new(path, "no such run folder"));
         }
-        let run = Self {
-            path: path.to_path_buf(),
-        };
+        let run = Self { path: path.to_path_buf() };
         if !run.config_path().exists() {
-            return Err(RunDirError::new(
-                path,
-                "not a dml run folder (no config.toml)",
-            ));
+            return Err(RunDirError::new(path, "not a dml run folder (no config.toml)"));
         }
         Ok(run)
     }
@@ -177,15 +156,10 @@ impl RunDir {
     /// Appends one line and flushes it, so that a crash loses nothing already reported.
     pub fn append(&self, line: &MetricsLine) -> Result<(), RunDirError> {
         let path = self.metrics_path();
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| RunDirError::new(&path, e))?;
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| RunDirError::new(&path, e))?;
         let mut text = serde_json::to_string(line).expect("metrics line serialises");
         text.push('\n');
-        file.write_all(text.as_bytes())
-            .map_err(|e| RunDirError::new(&path, e))
+        file.write_all(text.as_bytes()).map_err(|e| RunDirError::new(&path, e))
     }
 
     /// The file's lines, in order. A last line without its newline that does not parse is being
@@ -218,18 +192,13 @@ impl RunDir {
 
     /// Drops the lines a crashed run wrote after its last checkpoint, before resuming from it.
     pub fn truncate_metrics_after(&self, iteration: u64) -> Result<(), RunDirError> {
-        let kept: Vec<MetricsLine> = self
-            .metrics()?
-            .into_iter()
-            .filter(|l| l.iteration() <= iteration)
-            .collect();
+        let kept: Vec<MetricsLine> = self.metrics()?.into_iter().filter(|l| l.iteration() <= iteration).collect();
         let mut text = String::new();
         for line in &kept {
             text.push_str(&serde_json::to_string(line).expect("metrics line serialises"));
             text.push('\n');
         }
-        write_atomically(&self.metrics_path(), text.as_bytes())
-            .map_err(|e| RunDirError::new(&self.metrics_path(), e))
+        write_atomically(&self.metrics_path(), text.as_bytes()).map_err(|e| RunDirError::new(&self.metrics_path(), e))
     }
 }
 
@@ -239,15 +208,8 @@ mod tests {
 
     #[test]
     fn metrics_lines_have_the_documented_shape() {
-        let train = MetricsLine::Train {
-            iteration: 3,
-            loss: 0.5,
-            lr: 0.001,
-        };
-        assert_eq!(
-            serde_json::to_string(&train).unwrap(),
-            r#"{"iteration":3,"loss":0.5,"lr":0.001}"#
-        );
+        let train = MetricsLine::Train { iteration: 3, loss: 0.5, lr: 0.001 };
+        assert_eq!(serde_json::to_string(&train).unwrap(), r#"{"iteration":3,"loss":0.5,"lr":0.001}"#);
         let eval = MetricsLine::Eval {
             iteration: 3,
             split: "test".into(),
@@ -256,16 +218,9 @@ mod tests {
             r_precision: 0.375,
         };
         let text = serde_json::to_string(&eval).unwrap();
-        assert_eq!(
-            text,
-            r#"{"iteration":3,"split":"test","recall_at_k":{"1":0.5,"2":0.75},"map_at_r":0.25,"r_precision":0.375}"#
-        );
+        assert_eq!(text, r#"{"iteration":3,"split":"test","recall_at_k":{"1":0.5,"2":0.75},"map_at_r":0.25,"r_precision":0.375}"#);
         assert_eq!(serde_json::from_str::<MetricsLine>(&text).unwrap(), eval);
-        assert_eq!(
-            serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#)
-                .unwrap(),
-            train
-        );
+        assert_eq!(serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#).unwrap(), train);
     }
 
     #[test]
@@ -275,19 +230,11 @@ mod tests {
         let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
         assert!(RunDir::create(&dir, &TrainConfig::default()).is_err());
         for i in 1..=4 {
-            run.append(&MetricsLine::Train {
-                iteration: i,
-                loss: 1.0 / i as f64,
-                lr: 1e-3,
-            })
-            .unwrap();
+            run.append(&MetricsLine::Train { iteration: i, loss: 1.0 / i as f64, lr: 1e-3 }).unwrap();
         }
         run.truncate_metrics_after(2).unwrap();
         let lines = RunDir::open(&dir).unwrap().metrics().unwrap();
-        assert_eq!(
-            lines.iter().map(MetricsLine::iteration).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(lines.iter().map(MetricsLine::iteration).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(run.config().unwrap(), TrainConfig::default());
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -302,9 +249,7 @@ mod tests {
         }
         let mut file = fs::OpenOptions::new().append(true).open(run.metrics_path()).unwrap();
         file.write_all(br#"{"iteration":4,"lo"#).unwrap();
-        let iterations = |run: &RunDir| {
-            run.metrics().unwrap().iter().map(MetricsLine::iteration).collect::<Vec<_>>()
-        };
+        let iterations = |run: &RunDir| run.metrics().unwrap().iter().map(MetricsLine::iteration).collect::<Vec<_>>();
         assert_eq!(iterations(&run), vec![1, 2, 3]);
         run.truncate_metrics_after(3).unwrap();
         run.append(&MetricsLine::Train { iteration: 4, loss: 0.25, lr: 1e-3 }).unwrap();

@@ -12,9 +12,7 @@ use super::checkpoint::{Checkpoint, TrainState};
 use super::config::TrainConfig;
 use super::evaluation::{EmbedError, EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
-use crate::data::{
-    BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState,
-};
+use crate::data::{BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState};
 use crate::loss::MetricLoss;
 use crate::model::Embedder;
 
@@ -100,16 +98,9 @@ impl Trainer {
 
     fn initialised(config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
         let inputs = config.inputs()?;
-        let sampler = PkSampler::new(
-            inputs.train_labels(),
-            config.sampler.p,
-            config.sampler.k,
-            config.run.seed,
-        )?;
+        let sampler = PkSampler::new(inputs.train_labels(), config.sampler.p, config.sampler.k, config.run.seed)?;
         let device = device.clone().autodiff();
-        let model = config
-            .model
-            .init_seeded(config.in_channels(), config.run.seed, &device);
+        let model = config.model.init_seeded(config.in_channels(), config.run.seed, &device);
         Ok(Self {
             config: config.clone(),
             loss: config.loss.init(&device),
@@ -126,21 +117,12 @@ impl Trainer {
     }
 
     /// Continues a run exactly where `checkpoint` left it.
-    pub fn resume(
-        config: &TrainConfig,
-        device: &Device,
-        checkpoint: &Checkpoint,
-    ) -> Result<Self, TrainError> {
+    pub fn resume(config: &TrainConfig, device: &Device, checkpoint: &Checkpoint) -> Result<Self, TrainError> {
         let mut trainer = Self::initialised(config, device)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))?;
-        let model = trainer
-            .model
-            .take()
-            .expect("model present")
-            .try_load_record(record)?;
+        let model = trainer.model.take().expect("model present").try_load_record(record)?;
         trainer.model = Some(model);
-        let optim_record =
-            OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
+        let optim_record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
         trainer.optimizer = trainer.optimizer.load_record(optim_record);
         trainer.sampler.resume(checkpoint.state.sampler);
         trainer.loss.set_random_calls(checkpoint.state.loss_calls);
@@ -186,9 +168,7 @@ impl Trainer {
             let before = self.sampler.state();
             let indices = self.sampler.next_batch();
             let seed = mix(self.config.run.seed, iteration, AUGMENT_STREAM);
-            let pending = self
-                .inputs
-                .prefetch(move |inputs| inputs.train_batch(&indices, seed, hflip));
+            let pending = self.inputs.prefetch(move |inputs| inputs.train_batch(&indices, seed, hflip));
             self.queue.push_back((before, pending));
         }
         let (_, pending) = self.queue.pop_front().expect("queue filled above");
@@ -197,9 +177,7 @@ impl Trainer {
 
     /// The sampler state a resumed run must start from: before the first batch not yet used.
     fn sampler_state(&self) -> SamplerState {
-        self.queue
-            .front()
-            .map_or_else(|| self.sampler.state(), |(state, _)| *state)
+        self.queue.front().map_or_else(|| self.sampler.state(), |(state, _)| *state)
     }
 
     /// One optimiser step on the next P×K batch. A NaN or infinite loss leaves the model as it
@@ -208,29 +186,20 @@ impl Trainer {
         let batch = self.next_batch()?;
         self.note_skipped(&batch.skipped);
         let n = batch.labels.len();
-        let images =
-            Tensor::<4>::from_data(TensorData::new(batch.pixels, batch.shape), &self.device);
+        let images = Tensor::<4>::from_data(TensorData::new(batch.pixels, batch.shape), &self.device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), &self.device);
 
         let model = self.model.take().expect("model present between steps");
         let embeddings = model.forward(images);
         // Mining compares similarities, and every comparison with NaN is false: NaN embeddings
         // would silently give a zero loss instead of a NaN one, so they are checked themselves.
-        let broken = embeddings.clone().is_nan().any().into_scalar::<bool>()
-            || embeddings.clone().is_inf().any().into_scalar::<bool>();
+        let broken = embeddings.clone().is_nan().any().into_scalar::<bool>() || embeddings.clone().is_inf().any().into_scalar::<bool>();
         let loss = self.loss.forward(embeddings, labels);
         let value = loss.clone().into_scalar::<f32>() as f64;
         if broken || !value.is_finite() {
             self.model = Some(model);
-            let what = if broken {
-                "the embeddings are not finite (NaN or ∞)".to_string()
-            } else {
-                format!("the loss is {value}")
-            };
-            return Err(TrainError::NonFinite {
-                iteration: self.iteration + 1,
-                what,
-            });
+            let what = if broken { "the embeddings are not finite (NaN or ∞)".to_string() } else { format!("the loss is {value}") };
+            return Err(TrainError::NonFinite { iteration: self.iteration + 1, what });
         }
         let grads = loss.backward();
         let lr = self.config.optimizer.lr_at(self.iteration);
@@ -245,11 +214,7 @@ impl Trainer {
         };
         self.model = Some(model);
         self.iteration += 1;
-        Ok(StepReport {
-            iteration: self.iteration,
-            loss: value,
-            lr,
-        })
+        Ok(StepReport { iteration: self.iteration, loss: value, lr })
     }
 
     /// Recall@K, MAP@R and R-Precision on the unseen test classes, with the model in inference
@@ -271,11 +236,7 @@ impl Trainer {
 
     pub fn checkpoint(&self) -> Result<Checkpoint, TrainError> {
         Ok(Checkpoint {
-            state: TrainState {
-                iteration: self.iteration,
-                sampler: self.sampler_state(),
-                loss_calls: self.loss.random_calls(),
-            },
+            state: TrainState { iteration: self.iteration, sampler: self.sampler_state(), loss_calls: self.loss.random_calls() },
             model: self.model_bytes()?,
             optimizer: self.optimizer.to_record().into_bytes()?.to_vec(),
         })

@@ -13,11 +13,7 @@ pub fn backbone_units(kind: BackboneKind) -> Vec<(String, String)> {
     match kind {
         BackboneKind::SmallCnn => {}
         BackboneKind::Resnet18 | BackboneKind::Resnet50 => {
-            let depth = if kind == BackboneKind::Resnet18 {
-                ResNetDepth::D18
-            } else {
-                ResNetDepth::D50
-            };
+            let depth = if kind == BackboneKind::Resnet18 { ResNetDepth::D18 } else { ResNetDepth::D50 };
             push("conv1".into(), "stem.conv".into());
             push("bn1".into(), "stem.norm".into());
             let convs = if depth == ResNetDepth::D18 { 2 } else { 3 };
@@ -37,11 +33,7 @@ pub fn backbone_units(kind: BackboneKind) -> Vec<(String, String)> {
             }
         }
         BackboneKind::BnInception => {
-            for (file, module) in [
-                ("conv1_7x7_s2", "conv1"),
-                ("conv2_3x3_reduce", "conv2_reduce"),
-                ("conv2_3x3", "conv2"),
-            ] {
+            for (file, module) in [("conv1_7x7_s2", "conv1"), ("conv2_3x3_reduce", "conv2_reduce"), ("conv2_3x3", "conv2")] {
                 push(file.into(), format!("{module}.conv"));
                 push(format!("{file}_bn"), format!("{module}.norm"));
             }

@@ -25,10 +25,7 @@ pub struct WeightError {
 }
 
 fn error(path: &Path, message: impl std::fmt::Display) -> WeightError {
-    WeightError {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
+    WeightError { path: path.to_path_buf(), message: message.to_string() }
 }
 
 /// Containers that training scripts wrap a state dict in, stripped when every name has them.
@@ -54,16 +51,12 @@ pub struct TensorInfo {
 impl WeightFile {
     pub fn open(path: &Path) -> Result<Self, WeightError> {
         let mut head = [0u8; 16];
-        let read = std::fs::File::open(path)
-            .and_then(|mut f| f.read(&mut head))
-            .map_err(|e| error(path, e))?;
+        let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| error(path, e))?;
         let head = &head[..read];
         let safetensors = read >= 9 && head[8] == b'{';
         let (format, tensors) = if safetensors {
             let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
-            let tensors = store
-                .get_all_tensors()
-                .map_err(|e| error(path, format!("not a readable safetensors file: {e}")))?;
+            let tensors = store.get_all_tensors().map_err(|e| error(path, format!("not a readable safetensors file: {e}")))?;
             ("safetensors".to_string(), tensors.values().cloned().collect::<Vec<_>>())
         } else {
             let reader = PytorchReader::new(path).map_err(|e| error(path, one_line(e.to_string())))?;
@@ -80,13 +73,9 @@ impl WeightFile {
         if tensors.is_empty() {
             return Err(error(path, "holds no tensors"));
         }
-        let mut tensors: BTreeMap<String, PackTensor> =
-            tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let mut tensors: BTreeMap<String, PackTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut stripped = Vec::new();
-        while let Some(wrapper) = WRAPPERS
-            .iter()
-            .find(|w| tensors.keys().all(|name| name.starts_with(**w)))
-        {
+        while let Some(wrapper) = WRAPPERS.iter().find(|w| tensors.keys().all(|name| name.starts_with(**w))) {
             tensors = tensors
                 .into_iter()
                 .map(|(name, mut t)| {
@@ -96,24 +85,12 @@ impl WeightFile {
                 .collect();
             stripped.push(wrapper.to_string());
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            format,
-            stripped,
-            tensors,
-        })
+        Ok(Self { path: path.to_path_buf(), format, stripped, tensors })
     }
 
     /// Every tensor, sorted by name.
     pub fn tensors(&self) -> Vec<TensorInfo> {
-        self.tensors
-            .values()
-            .map(|t| TensorInfo {
-                name: t.name.clone(),
-                shape: t.shape.to_vec(),
-                dtype: t.dtype,
-            })
-            .collect()
+        self.tensors.values().map(|t| TensorInfo { name: t.name.clone(), shape: t.shape.to_vec(), dtype: t.dtype }).collect()
     }
 
     /// How this file's tensors line up with what `module` (a backbone, or a [`crate::model::Classifier`]
@@ -137,11 +114,7 @@ impl WeightFile {
                 None => matching.missing.push(file_name),
                 Some(found) if found.shape.to_vec() != shape => {
                     used.insert(file_name.clone());
-                    matching.mismatched.push(Mismatch {
-                        name: file_name,
-                        file: found.shape.to_vec(),
-                        expected: shape,
-                    });
+                    matching.mismatched.push(Mismatch { name: file_name, file: found.shape.to_vec(), expected: shape });
                 }
                 Some(_) => {
                     used.insert(file_name.clone());
@@ -166,11 +139,8 @@ impl WeightFile {
     /// `module`, or fails before changing it when the file lacks one or has it in another shape.
     pub fn load_into<M: ModuleSnapshot>(&self, module: &mut M, kind: BackboneKind, classifier: bool) -> Result<Matching, WeightError> {
         let matching = self.match_module(module, kind, classifier);
-        let hint = format!(
-            "`dml weights inspect {} --backbone {}` lists how the file and the backbone differ",
-            self.path.display(),
-            kind.name()
-        );
+        let hint =
+            format!("`dml weights inspect {} --backbone {}` lists how the file and the backbone differ", self.path.display(), kind.name());
         if let Some(first) = matching.missing.first() {
             return Err(error(
                 &self.path,
@@ -209,10 +179,7 @@ impl WeightFile {
                     bridge::map_data(tensor, module_path.clone(), DType::F32, shape, |d| d.convert::<f32>())
                 }
                 other => {
-                    return Err(error(
-                        &self.path,
-                        format!("{file_name}: holds {other:?} values, a floating-point tensor is needed"),
-                    ));
+                    return Err(error(&self.path, format!("{file_name}: holds {other:?} values, a floating-point tensor is needed")));
                 }
             };
             file_names.insert(module_path.clone(), file_name.clone());
@@ -227,13 +194,18 @@ impl WeightFile {
                 burn::store::ApplyError::DTypeMismatch { path, expected, found } => {
                     (path, format!("{found:?} values, expected {expected:?}"))
                 }
-                burn::store::ApplyError::AdapterError { path, message }
-                | burn::store::ApplyError::LoadError { path, message } => (path, one_line(message.clone())),
+                burn::store::ApplyError::AdapterError { path, message } | burn::store::ApplyError::LoadError { path, message } => {
+                    (path, one_line(message.clone()))
+                }
             };
             let name = file_names.get(path).unwrap_or(path);
             return Err(error(
                 &self.path,
-                format!("{name}: {what} ({} of {} tensors could not be read; the model is not used)", result.errors.len(), matching.matched.len()),
+                format!(
+                    "{name}: {what} ({} of {} tensors could not be read; the model is not used)",
+                    result.errors.len(),
+                    matching.matched.len()
+                ),
             ));
         }
         if let Some((path, _)) = result.missing.first() {
@@ -276,10 +248,7 @@ struct Plan {
 impl Plan {
     fn new(kind: BackboneKind, classifier: bool) -> Self {
         Self {
-            units: keys::backbone_units(kind)
-                .into_iter()
-                .map(|(file, module)| (module, file))
-                .collect(),
+            units: keys::backbone_units(kind).into_iter().map(|(file, module)| (module, file)).collect(),
             classifier: if classifier { keys::classifier_unit(kind) } else { None },
             prefix: if classifier { "backbone." } else { "" },
         }
@@ -309,20 +278,13 @@ mod tests {
     #[test]
     fn key_tables_cover_every_backbone_tensor_once() {
         let device = Device::flex();
-        for kind in [
-            BackboneKind::Resnet18,
-            BackboneKind::Resnet50,
-            BackboneKind::BnInception,
-            BackboneKind::EfficientnetLite0,
-        ] {
+        for kind in [BackboneKind::Resnet18, BackboneKind::Resnet50, BackboneKind::BnInception, BackboneKind::EfficientnetLite0] {
             let classifier = Classifier::new(kind, 1000, &device).unwrap();
             let plan = Plan::new(kind, true);
             let tensors = classifier.collect(None, None, true);
             let mut names = std::collections::HashSet::new();
             for t in &tensors {
-                let (name, _) = plan
-                    .file_name(&t.name)
-                    .unwrap_or_else(|| panic!("{kind:?}: no file name for {}", t.name));
+                let (name, _) = plan.file_name(&t.name).unwrap_or_else(|| panic!("{kind:?}: no file name for {}", t.name));
                 assert!(names.insert(name.clone()), "{kind:?}: {name} named twice");
             }
             let backbone = Backbone::new(kind, 3, false, &device).unwrap();

@@ -92,23 +92,15 @@ pub fn finite_difference(f: &dyn Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f6
 
 /// `|a − b| ≤ rel · |b| + abs` for a scalar.
 pub fn assert_close(what: &str, got: f64, want: f64, rel: f64, abs: f64) {
-    assert!(
-        (got - want).abs() <= rel * want.abs() + abs,
-        "{what}: got {got:.9e}, want {want:.9e} (diff {:.3e})",
-        (got - want).abs()
-    );
+    assert!((got - want).abs() <= rel * want.abs() + abs, "{what}: got {got:.9e}, want {want:.9e} (diff {:.3e})", (got - want).abs());
 }
 
 /// Vectors agree to `rel` of the reference's largest entry (plus `abs`), element by element.
 pub fn assert_all_close(what: &str, got: &[f64], want: &[f64], rel: f64, abs: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let (worst, at) = got
-        .iter()
-        .zip(want)
-        .enumerate()
-        .map(|(i, (g, w))| ((g - w).abs(), i))
-        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a });
+    let (worst, at) =
+        got.iter().zip(want).enumerate().map(|(i, (g, w))| ((g - w).abs(), i)).fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a });
     assert!(
         worst <= rel * scale + abs,
         "{what}: worst difference {worst:.3e} at {at} (got {:.9e}, want {:.9e}; scale {scale:.3e})",
