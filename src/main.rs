@@ -44,6 +44,11 @@ enum Command {
 fn main() -> ExitCode {
     dml_engine::memory::keep_freed_memory();
     let cli = Cli::parse();
+    // A misspelt pin would otherwise be ignored, and the run not be what the user reproduces.
+    if let Err(e) = dml_engine::kernels::cpu_isa_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result: Result<(), CliError> = match cli.command {
         None => commands::train::run(Default::default()),
         Some(Command::Train(args)) => commands::train::run(*args),

@@ -317,3 +317,72 @@ fn cub_cars_and_sop_train_from_their_list_files() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A dataset list names files under the dataset root with `/`; an entry that would leave the root,
+/// or name a drive, a Windows device or a `\`-separated path, is refused on every system alike.
+#[test]
+fn list_paths_must_be_plain_names_under_the_root() {
+    let dir = scratch("list-paths");
+    let root = dir.join("cub");
+    cub_tree(&root);
+    let images = fs::read_to_string(root.join("images.txt")).unwrap();
+    for bad in
+        ["../outside.jpg", "001.Bird_1\\..\\..\\outside.jpg", "C:/Windows/x.jpg", "/etc/x.jpg", "001.Bird_1//x.jpg", "001.Bird_1/CON.jpg"]
+    {
+        let first = images.lines().next().unwrap();
+        let edited = images.replacen(first, &format!("1 {bad}"), 1);
+        fs::write(root.join("images.txt"), edited).unwrap();
+        for command in [&["data", "check", "--dataset", "cub"][..], &["train", "--dataset", "cub", "--iterations", "1"][..]] {
+            let mut args = command.to_vec();
+            args.extend_from_slice(&["--root", root.to_str().unwrap()]);
+            assert_error(&dml(&args), "images.txt", &format!("line 1: `{bad}` is not a relative path of plain names joined by `/`"));
+        }
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// File names need not be Unicode on Linux: such images train like any other; where a name has to
+/// be written as text (`dml embed`'s row list, a run's config), the error says so instead of
+/// writing another name.
+#[cfg(target_os = "linux")]
+#[test]
+fn names_that_are_not_utf8_train_and_are_refused_where_written_as_text() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch("non-utf8");
+    let root = dir.join("folder");
+    folder_tree(&root);
+    let odd = root.join("a").join(OsStr::from_bytes(b"caf\xe9.jpg"));
+    photo(&odd, 0, 9);
+    let run_dir = dir.join("run");
+    let out = train(&root, "folder", &run_dir, &["--set", "run.iterations=2"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("25 train images in 3 classes"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let embedded = dir.join("e.npy");
+    let out = dml(&[
+        "embed",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--images",
+        root.join("a").to_str().unwrap(),
+        "--out",
+        embedded.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert_error(&out, "caf", "the file name is not valid UTF-8");
+    assert!(!embedded.exists());
+
+    let odd_root = dir.join(OsStr::from_bytes(b"r\xe9sum\xe9"));
+    fs::rename(&root, &odd_root).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dml"))
+        .arg("train")
+        .args(["--dataset", "folder", "--root"])
+        .arg(&odd_root)
+        .args(["--run-dir", dir.join("run2").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_error(&out, "sum", "--root is not valid UTF-8");
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -185,26 +185,61 @@ fn shortened_default_run_improves_recall_and_writes_the_run_folder() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-fn interrupt_then_resume(dir: &Path, name: &str, signal: &str, reference: &Path) {
+/// How a test cuts a training short.
+#[derive(Clone, Copy, PartialEq)]
+enum Interrupt {
+    /// What Ctrl-C sends: SIGINT on Unix; on Windows Ctrl-Break to the child's console process
+    /// group (a child in its own group has Ctrl-C itself disabled), which dml's handler takes alike.
+    CtrlC,
+    /// Killed outright (SIGKILL, TerminateProcess): no chance to checkpoint.
+    Kill,
+}
+
+/// Starts `dml`, in a process group of its own on Windows so that a console event can reach it
+/// alone.
+fn spawn_interruptible(command: &mut Command) -> std::process::Child {
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x200;
+        command.creation_flags(CREATE_NEW_PROCESS_GROUP);
+    }
+    command.spawn().unwrap()
+}
+
+fn ctrl_c(child: &std::process::Child) {
+    #[cfg(unix)]
+    {
+        let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, GenerateConsoleCtrlEvent};
+        // SAFETY: plain Win32 call with a process-group id (the child's pid, as it leads its group).
+        let sent = unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, child.id()) };
+        assert_ne!(sent, 0, "GenerateConsoleCtrlEvent: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn interrupt_then_resume(dir: &Path, name: &str, interrupt: Interrupt, reference: &Path) {
     let run_dir = dir.join(name);
     let args = ["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"];
-    let mut child = dml()
-        .args(["train", "--run-dir", run_dir.to_str().unwrap()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_interruptible(
+        dml().args(["train", "--run-dir", run_dir.to_str().unwrap()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped()),
+    );
     let started = Instant::now();
     while last_train_iteration(&run_dir) < 6 {
         assert!(started.elapsed() < Duration::from_secs(300), "training never reached iteration 6");
         assert!(child.try_wait().unwrap().is_none(), "training ended before it was interrupted");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let killed = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    match interrupt {
+        Interrupt::CtrlC => ctrl_c(&child),
+        Interrupt::Kill => child.kill().unwrap(),
+    }
     let out = child.wait_with_output().unwrap();
-    if signal == "-INT" {
+    if interrupt == Interrupt::CtrlC {
         assert!(out.status.success(), "Ctrl-C should stop cleanly: {}", text(&out.stderr));
         assert!(text(&out.stderr).contains("dml train --resume"), "{}", text(&out.stderr));
     } else {
@@ -235,8 +270,8 @@ fn assert_same_run(run_dir: &Path, reference: &Path, name: &str) {
 fn interrupted_runs_resume_to_the_uninterrupted_result() {
     let dir = scratch("resume");
     let reference = train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
-    interrupt_then_resume(&dir, "ctrl-c", "-INT", &reference);
-    interrupt_then_resume(&dir, "killed", "-KILL", &reference);
+    interrupt_then_resume(&dir, "ctrl-c", Interrupt::CtrlC, &reference);
+    interrupt_then_resume(&dir, "killed", Interrupt::Kill, &reference);
     resume_with_more_iterations(&dir, &reference);
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -79,24 +79,34 @@ fn harness(test: &str, tab: Tab) -> Harness<'static, DmlApp> {
     harness
 }
 
+/// Compares the rendered panel with `snapshots/<name>.png`, rendered by Mesa's lavapipe. Other
+/// rasterisers (WARP on Windows, Metal on macOS) differ in anti-aliasing; CI on those systems sets
+/// `DML_SKIP_SNAPSHOTS` to the reason, and the comparison is skipped saying so.
+fn compare_snapshot(harness: &mut Harness<'static, DmlApp>, name: &str) {
+    match std::env::var("DML_SKIP_SNAPSHOTS") {
+        Ok(reason) => eprintln!("snapshot {name} not compared: {reason}"),
+        Err(_) => harness.snapshot(name),
+    }
+}
+
 #[test]
 fn dashboard_panel() {
     let mut harness = harness("dashboard", Tab::Dashboard);
     assert!(harness.state().run().is_some());
-    harness.snapshot("dashboard");
+    compare_snapshot(&mut harness, "dashboard");
 }
 
 #[test]
 fn projection_panel() {
     let mut harness = harness("projection", Tab::Projection);
     assert_eq!(harness.state().projection.points.len(), 5000);
-    harness.snapshot("projection_pca");
+    compare_snapshot(&mut harness, "projection_pca");
 }
 
 #[test]
 fn retrieval_panel() {
     let mut harness = harness("retrieval", Tab::Retrieval);
-    harness.snapshot("retrieval");
+    compare_snapshot(&mut harness, "retrieval");
     // The arrow keys step through the queries; 1, 2, 3 switch panels.
     harness.key_press(egui::Key::ArrowRight);
     harness.run();
@@ -118,7 +128,7 @@ fn light_theme() {
     harness.ctx.set_theme(egui::Theme::Light);
     harness.run();
     assert_eq!(harness.ctx.theme(), egui::Theme::Light);
-    harness.snapshot("retrieval_light");
+    compare_snapshot(&mut harness, "retrieval_light");
 }
 
 #[test]

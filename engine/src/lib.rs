@@ -7,6 +7,7 @@ pub use image;
 pub mod backend;
 pub mod data;
 pub mod eval;
+pub mod io;
 pub mod kernels;
 pub mod loss;
 pub mod memory;

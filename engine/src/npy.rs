@@ -2,8 +2,9 @@
 //! embeddings and labels with Python tools.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
+
+use crate::io::write_atomically;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -252,22 +253,6 @@ pub fn write_labels(path: &Path, labels: &[i64]) -> std::io::Result<()> {
     write_atomically(path, &out)
 }
 
-/// Temp file in the same folder, then rename: a crash never leaves a half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    let written = fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let result = written.and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        // A full disk or a vanished folder must not leave a half-written file behind.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,21 +290,6 @@ mod tests {
         let p = dir.join("f.npy");
         fs::write(&p, &bytes).unwrap();
         assert_eq!(read_matrix(&p).unwrap().data, vec![1.0, 2.0, 3.0, 4.0]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_failed_atomic_write_leaves_neither_a_temp_file_nor_a_changed_target() {
-        let dir = std::env::temp_dir().join(format!("dml-npy-atomic-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        // A file cannot be renamed over a folder that holds something.
-        let target = dir.join("busy");
-        fs::create_dir_all(target.join("inside")).unwrap();
-        assert!(write_atomically(&target, b"data").is_err());
-        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        names.sort();
-        assert_eq!(names, vec![std::ffi::OsString::from("busy")]);
-        assert!(target.join("inside").is_dir());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

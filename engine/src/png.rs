@@ -6,7 +6,7 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
 
-use crate::npy::write_atomically;
+use crate::io::write_atomically;
 
 fn crc32_table() -> [u32; 256] {
     let mut table = [0u32; 256];

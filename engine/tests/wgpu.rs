@@ -2,8 +2,9 @@
 //! with mining, one with sorting and searching, and on device-side top-k retrieval. Kept small:
 //! kernels compile slowly on a software Vulkan.
 //!
-//! Needs a Vulkan driver (`mesa-vulkan-drivers` gives lavapipe); `DML_SKIP_WGPU_TESTS=1` opts out
-//! explicitly on machines that have none.
+//! Needs a wgpu adapter: on Linux a Vulkan driver (`mesa-vulkan-drivers` gives lavapipe), on
+//! Windows DX12 (WARP is always there), on macOS Metal. `DML_SKIP_WGPU_TESTS=1` opts out
+//! explicitly; `DML_WGPU_TESTS_OPTIONAL=1` skips, saying so, only where no adapter is found.
 
 mod common;
 
@@ -13,14 +14,25 @@ use dml_engine::burn::tensor::Device;
 use dml_engine::eval::{RetrievalConfig, Selection};
 use dml_engine::loss::LossConfig;
 
+/// The wgpu device, or `None` (the test passes, saying why) where the machine is allowed to have
+/// none: `DML_SKIP_WGPU_TESTS` skips outright; `DML_WGPU_TESTS_OPTIONAL` (CI runners whose GPU
+/// access is not guaranteed) skips when no adapter is found. Otherwise a missing adapter fails.
 fn wgpu() -> Option<Device> {
     if std::env::var_os("DML_SKIP_WGPU_TESTS").is_some() {
         eprintln!("DML_SKIP_WGPU_TESTS is set: wgpu checks skipped");
         return None;
     }
-    let selected = select(BackendChoice::Wgpu).expect("a wgpu adapter (install mesa-vulkan-drivers)");
-    eprintln!("{}", selected.description);
-    Some(selected.device)
+    match select(BackendChoice::Wgpu) {
+        Ok(selected) => {
+            eprintln!("{}", selected.description);
+            Some(selected.device)
+        }
+        Err(e) if std::env::var_os("DML_WGPU_TESTS_OPTIONAL").is_some() => {
+            eprintln!("wgpu checks skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e} (install mesa-vulkan-drivers, or set DML_WGPU_TESTS_OPTIONAL=1 to skip)"),
+    }
 }
 
 fn value_and_grad(json: &str, x: &[f64], y: &[i64], n: usize, d: usize, device: &Device) -> (f64, Vec<f64>) {

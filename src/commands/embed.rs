@@ -59,6 +59,11 @@ pub fn run(args: EmbedArgs) -> Result<(), CliError> {
             return Err(CliError::at(path, "no image files here"));
         }
     }
+    // The row list is UTF-8 text: a name that is not (possible on Linux) would be listed as
+    // another name, and the rows could not be traced back to it.
+    if let Some(bad) = files.iter().find(|f| f.to_str().is_none()) {
+        return Err(CliError::at(bad, "the file name is not valid UTF-8, and the list of embedded files is text; rename the file"));
+    }
     if args.out.extension().is_none_or(|e| e != "npy") {
         return Err(CliError::at(&args.out, "--out must name a .npy file"));
     }
@@ -89,7 +94,7 @@ pub fn run(args: EmbedArgs) -> Result<(), CliError> {
     npy::write_matrix_f32(&args.out, kept.len(), dim, &embeddings).map_err(|e| CliError::at(&args.out, e))?;
     let list_path = args.out.with_extension("txt");
     let list: String = kept.iter().map(|p| format!("{}\n", p.display())).collect();
-    npy::write_atomically(&list_path, list.as_bytes()).map_err(|e| CliError::at(&list_path, e))?;
+    dml_engine::io::write_atomically(&list_path, list.as_bytes()).map_err(|e| CliError::at(&list_path, e))?;
     println!("wrote {} × {dim} embeddings to {} (files in row order: {})", kept.len(), args.out.display(), list_path.display());
     Ok(())
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::data::{GreyImages, Inputs, image_file};
 use dml_engine::image::{RgbImage, imageops};
-use dml_engine::npy::write_atomically;
+use dml_engine::io::write_atomically;
 use dml_engine::train::{Embedded, TrainConfig};
 use rayon::prelude::*;
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dml_engine::data::{Inputs, image_file};
-use dml_engine::npy::{self, write_atomically};
+use dml_engine::io::write_atomically;
+use dml_engine::npy;
 use dml_engine::project::{TsneConfig, pca};
 use dml_engine::train::{Embedded, RunDir, TrainConfig};
 use rayon::prelude::*;

@@ -1,7 +1,7 @@
 //! Downloads through the package managers' own clients (pip, npm, apt), which know the
 //! registries this machine may reach, and unpacking of what they bring.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,7 +36,7 @@ fn single_file(scratch: &Path, dir: &Path) -> Result<PathBuf, CliError> {
     }
     let file = files.remove(0);
     let target = dir.join(file.file_name().expect("a file name"));
-    std::fs::rename(&file, &target).map_err(|e| CliError::at(&target, e))?;
+    dml_engine::io::replace(&file, &target).map_err(|e| CliError::at(&target, e))?;
     let _ = std::fs::remove_dir(scratch);
     Ok(target)
 }
@@ -63,10 +63,7 @@ pub fn npm_pack(package: &str, dir: &Path) -> Result<PathBuf, CliError> {
 
 /// Writes `bytes` to `target` through a temporary file, so that a crash leaves no half file.
 pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let tmp = target.with_extension("part");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| CliError::at(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| CliError::at(&tmp, e))?;
-    std::fs::rename(&tmp, target).map_err(|e| CliError::at(target, e))
+    dml_engine::io::write_atomically(target, bytes).map_err(|e| CliError::at(target, e))
 }
 
 /// Copies one member of a zip archive (a wheel) to `target`.

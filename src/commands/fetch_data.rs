@@ -32,34 +32,7 @@ fn emoji(dir: &Path) -> Result<(), CliError> {
         }
         eprintln!("downloading {package} from npm");
         let tgz = npm_pack(package, dir)?;
-        let file = std::fs::File::open(&tgz).map_err(|e| CliError::at(&tgz, e))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        let mut progress = Progress::new(style, 0, EMOJI_IMAGES).with_unit("img");
-        let (mut count, mut last) = (0u64, Instant::now());
-        let images = format!("package/img/{style}/64/");
-        for entry in archive.entries().map_err(|e| CliError::at(&tgz, e))? {
-            let mut entry = entry.map_err(|e| CliError::at(&tgz, e))?;
-            let path = entry.path().map_err(|e| CliError::at(&tgz, e))?.to_string_lossy().into_owned();
-            let target = if let Some(name) = path.strip_prefix(&images).filter(|n| n.ends_with(".png") && !n.contains('/')) {
-                dir.join("img").join(style).join("64").join(name)
-            } else if matches!(path.as_str(), "package/emoji.json" | "package/LICENSE" | "package/README.md") && style == "google" {
-                dir.join(path.trim_start_matches("package/"))
-            } else {
-                continue;
-            };
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| CliError::at(&tgz, format!("{path}: {e}")))?;
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| CliError::at(parent, e))?;
-            }
-            write_atomically(&target, &bytes)?;
-            if target.extension().is_some_and(|e| e == "png") {
-                count += 1;
-                progress.update(count.min(EMOJI_IMAGES), None, 1, Some(last.elapsed()));
-                last = Instant::now();
-            }
-        }
-        progress.interrupt();
+        let count = unpack_emoji_style(&tgz, dir, style)?;
         let _ = std::fs::remove_file(&tgz);
         if count == 0 {
             return Err(CliError::at(&tgz, format!("no img/{style}/64 images in the package")));
@@ -80,6 +53,52 @@ fn emoji(dir: &Path) -> Result<(), CliError> {
     );
     println!("images: Noto Emoji (Apache-2.0) and Twemoji (CC-BY 4.0); emoji.json: emoji-datasource (MIT)");
     Ok(())
+}
+
+/// Unpacks one drawing style of an emoji-datasource package (`.tgz`) into `dir`: the 64 × 64
+/// PNGs to `img/<style>/64/`, and from the google package also `emoji.json`, its licence and
+/// readme. Returns the number of images written.
+fn unpack_emoji_style(tgz: &Path, dir: &Path, style: &str) -> Result<u64, CliError> {
+    let file = std::fs::File::open(tgz).map_err(|e| CliError::at(tgz, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut progress = Progress::new(style, 0, EMOJI_IMAGES).with_unit("img");
+    let (mut count, mut last) = (0u64, Instant::now());
+    let images = format!("package/img/{style}/64/");
+    let image_dir = dir.join("img").join(style).join("64");
+    for entry in archive.entries().map_err(|e| CliError::at(tgz, e))? {
+        let mut entry = entry.map_err(|e| CliError::at(tgz, e))?;
+        let path = entry.path_bytes().into_owned();
+        let target = if let Some(name) = member_of(&path, &images).filter(|n| n.ends_with(".png")) {
+            image_dir.join(name)
+        } else if style == "google"
+            && let Some(name) = member_of(&path, "package/").filter(|n| matches!(*n, "emoji.json" | "LICENSE" | "README.md"))
+        {
+            dir.join(name)
+        } else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(entry.size().min(1 << 20) as usize);
+        entry.read_to_end(&mut bytes).map_err(|e| CliError::at(tgz, format!("{}: {e}", String::from_utf8_lossy(&path))))?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CliError::at(parent, e))?;
+        }
+        write_atomically(&target, &bytes)?;
+        if target.extension().is_some_and(|e| e == "png") {
+            count += 1;
+            progress.update(count.min(EMOJI_IMAGES), None, 1, Some(last.elapsed()));
+            last = Instant::now();
+        }
+    }
+    progress.interrupt();
+    Ok(count)
+}
+
+/// The name of an archive entry at `path` (its stored bytes, `/`-separated) directly inside
+/// `folder` (ending in `/`), if that name is one plain file name on every system
+/// ([`dml_engine::io::plain_name`]): an entry such as `folder/..\x.png` or `folder/C:x.png` is
+/// skipped on Linux as it would have to be on Windows, where `\` and `C:` leave the folder.
+fn member_of<'a>(path: &'a [u8], folder: &str) -> Option<&'a str> {
+    std::str::from_utf8(path).ok()?.strip_prefix(folder).and_then(dml_engine::io::plain_name)
 }
 
 fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
@@ -119,8 +138,9 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
     let (mut found, mut last) = (0u64, Instant::now());
     for entry in archive.entries().map_err(|e| CliError::at(&deb, e))? {
         let mut entry = entry.map_err(|e| CliError::at(&deb, e))?;
-        let path = entry.path().map_err(|e| CliError::at(&deb, e))?.to_string_lossy().into_owned();
-        let Some(name) = path.rsplit('/').next().filter(|n| files.contains(n) || *n == "copyright") else {
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(name) = path.rsplit('/').next().and_then(dml_engine::io::plain_name).filter(|n| files.contains(n) || *n == "copyright")
+        else {
             continue;
         };
         let name = name.to_string();
@@ -150,4 +170,89 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
         super::data::thousands(test.len())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gzipped tar whose entries carry exactly the given names, unchecked, as a hostile or
+    /// Windows-made archive might.
+    fn tgz(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (name, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path.to_string_lossy().into_owned());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn emoji_unpacking_writes_only_plain_names_inside_the_target() {
+        let scratch = std::env::temp_dir().join(format!("dml-fetch-rule-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let dir = scratch.join("emoji");
+        std::fs::create_dir_all(&dir).unwrap();
+        let archive = scratch.join("google.tgz");
+        std::fs::write(
+            &archive,
+            tgz(&[
+                (b"package/img/google/64/1f600.png", b"smile"),
+                (b"package/img/google/64/..\\..\\..\\evil.png", b"x"),
+                (b"package/img/google/64/C:evil.png", b"x"),
+                (b"package/img/google/64/C:\\evil.png", b"x"),
+                (b"package/img/google/64/\\\\server\\share\\evil.png", b"x"),
+                (b"package/img/google/64/sub/evil.png", b"x"),
+                (b"package/img/google/64/../evil.png", b"x"),
+                (b"package/img/google/64/CON.png", b"x"),
+                (b"package/img/google/64/evil.png.", b"x"),
+                (b"package/img/google/64/1f601.png", b"grin"),
+                (b"package/emoji.json", b"[]"),
+                (b"package/../evil.json", b"x"),
+                (b"package/sub\\emoji.json", b"x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(unpack_emoji_style(&archive, &dir, "google").unwrap(), 2);
+        let d = dir.to_string_lossy();
+        assert_eq!(
+            files_under(&scratch),
+            vec![
+                format!("{d}/emoji.json"),
+                format!("{d}/img/google/64/1f600.png"),
+                format!("{d}/img/google/64/1f601.png"),
+                scratch.join("google.tgz").to_string_lossy().into_owned(),
+            ]
+        );
+        assert_eq!(std::fs::read(dir.join("img/google/64/1f601.png")).unwrap(), b"grin");
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    #[test]
+    fn archive_members_are_matched_on_their_stored_bytes() {
+        assert_eq!(member_of(b"package/img/x/64/a.png", "package/img/x/64/"), Some("a.png"));
+        assert_eq!(member_of(b"package/img/x/64/a\\b.png", "package/img/x/64/"), None);
+        assert_eq!(member_of(b"package/img/x/64/D:a.png", "package/img/x/64/"), None);
+        assert_eq!(member_of(b"package/img/x/64/\xff.png", "package/img/x/64/"), None);
+        assert_eq!(member_of(b"other/a.png", "package/img/x/64/"), None);
+    }
 }

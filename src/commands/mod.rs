@@ -95,7 +95,8 @@ pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError
 /// (headless servers, CI) libwayland prints `error: XDG_RUNTIME_DIR is invalid ...` lines that
 /// look like dml's own errors. A private, empty runtime dir makes the probe fail quietly.
 fn quiet_wayland_probe() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+    // Only where Wayland exists: Linux and the BSDs.
+    if cfg!(any(windows, target_os = "macos")) || std::env::var_os("XDG_RUNTIME_DIR").is_some() {
         return;
     }
     let dir = std::env::temp_dir().join("dml-xdg-runtime");

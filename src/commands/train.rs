@@ -148,11 +148,14 @@ fn toml_float(v: f64) -> String {
 /// Raised by Ctrl-C: the loop checkpoints and stops between two iterations.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Ctrl-C raises [`STOP`]; a second one exits at once with status 130, for a user who does not
+/// want to wait for the checkpoint. On Unix SIGINT and SIGTERM; on Windows the console's Ctrl-C
+/// and Ctrl-Break. Both handlers only touch the atomic, or exit.
 #[cfg(unix)]
 fn stop_on_ctrl_c() {
     extern "C" fn on_signal(_: libc::c_int) {
         if STOP.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: the user does not want to wait for the checkpoint.
+            // SAFETY: `_exit` is async-signal-safe.
             unsafe { libc::_exit(130) };
         }
     }
@@ -163,7 +166,32 @@ fn stop_on_ctrl_c() {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn stop_on_ctrl_c() {
+    use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, CTRL_C_EVENT, SetConsoleCtrlHandler};
+    use windows_sys::core::BOOL;
+    const TRUE: BOOL = 1;
+    const FALSE: BOOL = 0;
+
+    // Windows runs the handler on a thread of its own, so it may exit the process directly. Other
+    // events (the console closing, logoff) go on to the default handler, which ends the process:
+    // Windows would not wait for a checkpoint there.
+    unsafe extern "system" fn on_event(event: u32) -> BOOL {
+        if !matches!(event, CTRL_C_EVENT | CTRL_BREAK_EVENT) {
+            return FALSE;
+        }
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        TRUE
+    }
+    // SAFETY: registers a handler that only touches an atomic or exits.
+    if unsafe { SetConsoleCtrlHandler(Some(on_event), TRUE) } == FALSE {
+        eprintln!("warning: Ctrl-C cannot be caught ({}); it will stop training without a checkpoint", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 fn stop_on_ctrl_c() {}
 
 fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
@@ -180,7 +208,22 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     config.with_overrides(&args.overrides()).map_err(CliError::plain)
 }
 
+/// `--root` and `--pretrained` are kept in the run's `config.toml`, which is text: a path that is
+/// not valid Unicode (possible on Linux) would be stored as another path.
+fn check_paths_are_text(args: &TrainArgs) -> Result<(), CliError> {
+    for (flag, path) in [("--root", &args.root), ("--pretrained", &args.pretrained)] {
+        if let Some(path) = path.as_deref().filter(|p| p.to_str().is_none()) {
+            return Err(CliError::at(
+                path,
+                format!("{flag} is not valid UTF-8, and a run's config.toml stores it as text; rename it or link it under a UTF-8 name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
+    check_paths_are_text(&args)?;
     let (run_dir, config, checkpoint) = match &args.resume {
         Some(dir) => {
             let given = args.overrides();

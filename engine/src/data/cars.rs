@@ -2,9 +2,9 @@
 //! `relative_im_path` and `class`) and the images under `car_ims/`. Classes 1–98 train, 99–196
 //! test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_file};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, listed_path, read_file};
 use super::mat5::{self, MatValue};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
@@ -28,9 +28,10 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
             return Err(bad(&format!("class {class} is not an integer")));
         }
         let class = class as i64;
+        let file = listed_path(file).map_err(|e| bad(&e))?;
         match class {
-            1..=98 => train.push(PathBuf::from(file), class),
-            99..=196 => test.push(PathBuf::from(file), class),
+            1..=98 => train.push(file, class),
+            99..=196 => test.push(file, class),
             _ => return Err(bad(&format!("class {class} outside 1–196"))),
         }
     }

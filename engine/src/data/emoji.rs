@@ -40,6 +40,9 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let mut classes = Vec::with_capacity(entries.len());
     for e in entries.into_iter().filter(|e| e.has_img_google && e.has_img_twitter) {
         let key = code_points(&e.unified).ok_or_else(|| ListError::new(&list, format!("`{}`: not hexadecimal code points", e.unified)))?;
+        if crate::io::plain_name(&e.image).is_none() {
+            return Err(ListError::new(&list, format!("`{}`: image `{}` is not a plain file name", e.unified, e.image)));
+        }
         classes.push((key, e.image));
     }
     classes.sort();
@@ -75,7 +78,9 @@ mod tests {
         ]"#;
         std::fs::write(root.join("emoji.json"), json).unwrap();
         let d = load(&root).unwrap();
-        let paths = |l: &ImageList| l.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        // `/`-joined names whatever the system's separator.
+        let slashed = |p: &std::path::PathBuf| p.iter().map(|n| n.to_string_lossy()).collect::<Vec<_>>().join("/");
+        let paths = |l: &ImageList| l.paths.iter().map(slashed).collect::<Vec<_>>();
         assert_eq!(
             paths(&d.train),
             [

@@ -63,6 +63,21 @@ impl ListError {
     }
 }
 
+/// A path as a dataset list writes it (`/`-separated, relative to the dataset root), as a path of
+/// this system: its names joined by the system's separator. Every name must be plain
+/// ([`crate::io::plain_name`]): an absolute path, a drive, `..`, `\\` or an empty name is refused on
+/// every system alike, as on Windows each would leave the root or name something else.
+pub(crate) fn listed_path(text: &str) -> Result<PathBuf, String> {
+    let mut path = PathBuf::new();
+    for name in text.split('/') {
+        match crate::io::plain_name(name) {
+            Some(name) => path.push(name),
+            None => return Err(format!("`{text}` is not a relative path of plain names joined by `/`")),
+        }
+    }
+    Ok(path)
+}
+
 /// Reads a dataset file that must exist, with an error that says which dataset expected it.
 pub(crate) fn read_file(root: &Path, name: &str, dataset: &str) -> Result<Vec<u8>, ListError> {
     read_first(root, &[name], dataset).map(|(_, bytes)| bytes)

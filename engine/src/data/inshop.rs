@@ -3,9 +3,9 @@
 //! published tree keeps the list in `Eval/` and the images (`img/...` in the list) in `Img/`;
 //! a root with the list and `img/` side by side works too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, read_first_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, listed_path, read_first_list};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let (path, text) = read_first_list(root, &["list_eval_partition.txt", "Eval/list_eval_partition.txt"], "In-Shop")?;
@@ -36,7 +36,8 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
             "gallery" => &mut gallery,
             other => return Err(ListError::new(&path, format!("line {}: unknown evaluation status `{other}`", n + 1))),
         };
-        list.push(PathBuf::from(file), label);
+        let file = listed_path(file).map_err(|e| ListError::new(&path, format!("line {}: {e}", n + 1)))?;
+        list.push(file, label);
         count += 1;
     }
     if count != declared {

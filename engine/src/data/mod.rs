@@ -244,15 +244,50 @@ impl std::str::FromStr for FileDataset {
     }
 }
 
-/// Where fetched datasets and weights are kept: `$DML_CACHE`, else `$XDG_CACHE_HOME/dml`, else
-/// `~/.cache/dml`.
+/// Where fetched datasets and weights are kept: `$DML_CACHE` if set, else the system's cache
+/// folder: `$XDG_CACHE_HOME/dml` or `~/.cache/dml` on Linux and other Unix systems,
+/// `~/Library/Caches/dml` on macOS, `%LOCALAPPDATA%\dml` on Windows.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DML_CACHE") {
+    cache_dir_on(std::env::consts::OS, |name| std::env::var_os(name))
+}
+
+/// [`cache_dir`] for the operating system `os`, reading environment variables through `var`.
+fn cache_dir_on(os: &str, var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(dir) = var("DML_CACHE") {
         return PathBuf::from(dir);
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("dml");
+    let home = || var("HOME").map(PathBuf::from);
+    let base = match os {
+        "windows" => {
+            var("LOCALAPPDATA").map(PathBuf::from).or_else(|| var("USERPROFILE").map(|p| PathBuf::from(p).join("AppData").join("Local")))
+        }
+        "macos" => home().map(|h| h.join("Library").join("Caches")),
+        _ => var("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| home().map(|h| h.join(".cache"))),
+    };
+    // Without any of them (a stripped-down service account), the current folder.
+    base.unwrap_or_else(|| PathBuf::from(".")).join("dml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_cache_is_in_each_system_s_cache_folder() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let home = &[("HOME", "/home/ada"), ("LOCALAPPDATA", "C:\\Users\\ada\\AppData\\Local")];
+        assert_eq!(cache_dir_on("linux", env(home)), Path::new("/home/ada").join(".cache").join("dml"));
+        assert_eq!(cache_dir_on("linux", env(&[("HOME", "/home/ada"), ("XDG_CACHE_HOME", "/tmp/c")])), Path::new("/tmp/c").join("dml"));
+        assert_eq!(cache_dir_on("macos", env(home)), Path::new("/home/ada").join("Library").join("Caches").join("dml"));
+        assert_eq!(cache_dir_on("windows", env(home)), Path::new("C:\\Users\\ada\\AppData\\Local").join("dml"));
+        assert_eq!(
+            cache_dir_on("windows", env(&[("USERPROFILE", "C:\\Users\\ada")])),
+            Path::new("C:\\Users\\ada").join("AppData").join("Local").join("dml")
+        );
+        assert_eq!(cache_dir_on("windows", env(&[("DML_CACHE", "D:\\cache"), ("LOCALAPPDATA", "C:\\x")])), Path::new("D:\\cache"));
+        assert_eq!(cache_dir_on("freebsd", env(&[])), Path::new(".").join("dml"));
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("dml")
 }

@@ -1,9 +1,9 @@
 //! Stanford Online Products: `Ebay_train.txt` and `Ebay_test.txt`, each a header line then
 //! `<image_id> <class_id> <super_class_id> <path>`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, read_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, listed_path, read_list};
 
 fn list(root: &Path, name: &str) -> Result<ImageList, ListError> {
     let text = read_list(root, name, "Stanford Online Products")?;
@@ -18,7 +18,7 @@ fn list(root: &Path, name: &str) -> Result<ImageList, ListError> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let class = int_field(&fields, 1, &path, n + 1, "class_id")?;
         let file = fields.get(3).ok_or_else(|| ListError::new(&path, format!("line {}: missing path", n + 1)))?;
-        out.push(PathBuf::from(file), class);
+        out.push(listed_path(file).map_err(|e| ListError::new(&path, format!("line {}: {e}", n + 1)))?, class);
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::par_written;
-use super::simd::avx2_dispatch;
+use super::simd::isa_dispatch;
 
 /// `[batch, channels, plane]` of an NCHW activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl BnShape {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// Σ x and Σ (x − shift)² over a plane, in eight f32 lanes (so that it vectorises) added in f64.
     fn plane_moments(p: &[f32], shift: f32) -> (f64, f64) {
         let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
@@ -100,7 +100,7 @@ fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Cla
 /// fused multiply-add); LLVM does not vectorise the masked sums by itself.
 fn grad_lane_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> ([f32; 8], [f32; 8]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if super::simd::avx2_allowed() {
         // SAFETY: the CPU has AVX2, the only feature the function needs.
         return unsafe { grad_lane_sums_avx2(xp, gp, a, b, mean, clamp) };
     }
@@ -140,7 +140,7 @@ fn grad_lane_sums_avx2(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp:
     (out1, out2)
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// `out = clamp(a·x + b)` over a plane (`out` as long as `xp`).
     fn affine_clamp_plane(out: &mut [MaybeUninit<f32>], xp: &[f32], a: f32, b: f32, clamp: Clamp) -> () {
         for (o, &v) in out.iter_mut().zip(xp) {
@@ -149,7 +149,7 @@ avx2_dispatch! {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// The input gradient over a plane: `k·(g − mean_g − (x − mean)·inv·mean_gx)` with g = gy where
     /// the clamp passed, or with fixed statistics (`mean_g = mean_gx = 0`, `k = a`) `a·g`.
     fn input_grad_plane(out: &mut [MaybeUninit<f32>], xp: &[f32], gp: &[f32], a: f32, b: f32, clamp: Clamp, fixed: bool, k: f32, mean: f32, inv: f32, mean_g: f32, mean_gx: f32) -> () {

@@ -353,7 +353,7 @@ unsafe fn gemm_into(
     // SAFETY: the asserts above keep every index the strides reach inside the slices; the caller
     // vouches for `dst`.
     unsafe {
-        gemm::gemm(
+        super::gemm::gemm_f32(
             m,
             n,
             k,
@@ -369,10 +369,6 @@ unsafe fn gemm_into(
             rhs_rs as isize,
             if accumulate { 1.0 } else { 0.0 },
             1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         );
     }
 }

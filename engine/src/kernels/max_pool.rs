@@ -59,7 +59,7 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 /// the rest (and other strides and CPUs) one by one, with the same outcome.
 fn max_tap(xp: &[f32], start: usize, stride: usize, best: &mut [f32], at: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
-    let done = if (stride == 1 || stride == 2) && std::is_x86_feature_detected!("avx2") {
+    let done = if (stride == 1 || stride == 2) && super::simd::avx2_allowed() {
         // SAFETY: the CPU has AVX2, the only feature the function needs.
         unsafe { max_tap_avx2(xp, start, stride, best, at) }
     } else {
@@ -135,7 +135,7 @@ fn pool_plane_2x2(xp: &[f32], width: usize, out_height: usize, out_width: usize,
         let (r0, r1) = (&xp[top..top + 2 * out_width], &xp[top + width..top + width + 2 * out_width]);
         let (yr, ar) = (&mut yp[oy * out_width..][..out_width], &mut ap[oy * out_width..][..out_width]);
         #[cfg(target_arch = "x86_64")]
-        let done = if std::is_x86_feature_detected!("avx2") {
+        let done = if super::simd::avx2_allowed() {
             // SAFETY: the CPU has AVX2, the only feature the function needs.
             unsafe { pool_row_2x2_avx2(r0, r1, top as u32, width as u32, yr, ar) }
         } else {

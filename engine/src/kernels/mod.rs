@@ -4,6 +4,7 @@ pub mod avg_pool;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod depthwise;
+mod gemm;
 mod host_avg_pool;
 mod host_batch_norm;
 mod host_conv;
@@ -22,6 +23,7 @@ pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats, frozen_b
 pub use host_conv::{HostConv, conv2d as host_conv2d};
 pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};
 pub use host_max_pool::{HostMaxPool, max_pool, max_pool2d as host_max_pool2d};
+pub use simd::{CPU_ISA_VARIABLE, CpuIsa, cpu_isa, cpu_isa_from_env, set_cpu_isa};
 
 /// A `len`-long vector written in parallel, `chunk` values at a time, by `fill(index, chunk)`,
 /// with no zeroing pass first: a multi-megabyte `vec![0.0; len]` costs a pass over memory on

@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::conv2d::{ConvGeometry, chunked_gradients, lane_sum, matmul};
-use super::simd::avx2_dispatch;
+use super::simd::isa_dispatch;
 use super::{par_written, with_scratch, zeroed};
 
 /// Points of the transform domain: 4 × 4.
@@ -216,7 +216,7 @@ fn deinterleave(row: &[f32], first: &mut [f32], second: &mut [f32]) {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// The four parity planes of tile rows `rows` of a zero-padded image plane:
     /// `p[2a + b][r·stride + s] = padded[2(rows.start + r) + a][2s + b]`, where
     /// `padded[y][x] = plane[y − 1][x − 1]` (zero outside).
@@ -246,7 +246,7 @@ avx2_dispatch! {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// `V = Bᵀ·d·B` of `n` consecutive tiles from parity planes (see [`parity_planes`]):
     /// `out[4k + l][t]`; `t8` is scratch, eight rows of at least `n + 1`.
     fn input_transform(p: [&[f32]; 4], stride: usize, n: usize, t8: &mut [Vec<f32>; 8], out: &mut [&mut [f32]; POINTS]) -> () {
@@ -274,7 +274,7 @@ avx2_dispatch! {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// `y = Aᵀ·m·A` of `n` consecutive tiles: `y[2a + b][t]` is row `a`, column `b` of tile `t`'s
     /// output; `p8` is scratch, eight rows of at least `n`.
     fn output_transform(m: [&[f32]; POINTS], p8: &mut [Vec<f32>; 8], y: &mut [Vec<f32>; 4]) -> () {
@@ -297,7 +297,7 @@ avx2_dispatch! {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// `Z = A·u·Aᵀ` of `n` consecutive output-gradient tiles `u[2a + b][t]` (row `a`, column `b`):
     /// `out[4k + l][t]`; `z8` is scratch, eight rows of at least `n`.
     fn gradient_transform(u: [&[f32]; 4], z8: &mut [Vec<f32>; 8], out: &mut [&mut [f32]; POINTS]) -> () {
@@ -343,7 +343,7 @@ fn b_row(i: usize, out: &mut [f32], [m0, m1, m2, m3]: [&[f32]; 4]) {
     }
 }
 
-avx2_dispatch! {
+isa_dispatch! {
     /// `B·m·Bᵀ` of `n` consecutive tiles, added onto the parity planes `p` of the padded input
     /// gradient (see [`parity_planes`]); `r4` and `c` are scratch rows of at least `n`.
     fn scatter_transform(m: [&[f32]; POINTS], stride: usize, r4: &mut [Vec<f32>; 4], c: &mut [f32], p: &mut [Vec<f32>; 4]) -> () {

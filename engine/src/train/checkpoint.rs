@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::SamplerState;
-use crate::npy::write_atomically;
+use crate::io::write_atomically;
 
 const MAGIC: &[u8; 8] = b"DMLCKPT1";
 

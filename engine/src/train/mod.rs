@@ -72,8 +72,9 @@ pub enum RunError {
 
 fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
     let checkpoint = trainer.checkpoint()?;
-    let write =
-        |path: std::path::PathBuf, bytes: &[u8]| npy::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source });
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        crate::io::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source })
+    };
     write(run.model_path(), &checkpoint.model)?;
     write(run.checkpoint_path(), &checkpoint.to_bytes())
 }

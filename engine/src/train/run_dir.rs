@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use crate::eval::RetrievalMetrics;
-use crate::npy::write_atomically;
+use crate::io::write_atomically;
 
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

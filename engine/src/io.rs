@@ -1,0 +1,239 @@
+//! Files written so that a crash, a kill or a program reading them at the same moment never sees
+//! half of one, with the same behaviour on Unix and Windows; and the rule for names that come
+//! from archives and dataset lists.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Writes `bytes` to `path` through a temporary file beside it (`.<name>.tmp<pid>`), flushed to
+/// disk and then renamed over `path`: readers see the old file or the new one, never a mix, and
+/// a crash leaves the old one. A failed write removes its temporary file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file_name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    let written = fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let result = written.and_then(|()| replace(&tmp, path));
+    if result.is_err() {
+        // A full disk or a vanished folder must not leave a half-written file behind.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Renames `from` over `to`, replacing a file that is there.
+///
+/// On Unix a rename replaces the target whoever has it open. On Windows it fails while another
+/// program holds the target (or the new file) open without sharing deletion: a viewer, the
+/// search indexer or a virus scanner that opens every new file, usually for milliseconds. Those
+/// failures are retried for about two seconds before the error is returned.
+pub fn replace(from: &Path, to: &Path) -> io::Result<()> {
+    retry_while(|| fs::rename(from, to), is_held_open, &RETRY_DELAYS)
+}
+
+/// Waits between tries of a rename that another program blocks: 1 ms doubling to 1,024 ms, about
+/// two seconds in all.
+const RETRY_DELAYS: [Duration; 11] = {
+    let mut delays = [Duration::ZERO; 11];
+    let mut i = 0;
+    while i < delays.len() {
+        delays[i] = Duration::from_millis(1 << i);
+        i += 1;
+    }
+    delays
+};
+
+/// Runs `op` until it succeeds, fails with an error `transient` does not accept, or `delays`
+/// (the waits before the second, third, … try) run out; then returns its last result.
+fn retry_while<T>(mut op: impl FnMut() -> io::Result<T>, transient: impl Fn(&io::Error) -> bool, delays: &[Duration]) -> io::Result<T> {
+    let mut delays = delays.iter();
+    loop {
+        match op() {
+            Err(e) if transient(&e) => match delays.next() {
+                Some(delay) => std::thread::sleep(*delay),
+                None => return Err(e),
+            },
+            result => return result,
+        }
+    }
+}
+
+/// Whether an error of a file operation means that another program has the file open, which it
+/// will close again.
+fn is_held_open(error: &io::Error) -> bool {
+    cfg!(windows) && error.raw_os_error().is_some_and(is_windows_sharing_error)
+}
+
+/// Windows' codes for a file held by someone else: ERROR_ACCESS_DENIED (5, also what renaming
+/// over a file open without FILE_SHARE_DELETE gives), ERROR_SHARING_VIOLATION (32) and
+/// ERROR_LOCK_VIOLATION (33).
+fn is_windows_sharing_error(code: i32) -> bool {
+    matches!(code, 5 | 32 | 33)
+}
+
+/// `name` if it is one plain file name that means the same on every operating system, else
+/// `None`: not empty, not `.` or `..`, no path separator of any system (`/`, `\`), no drive or
+/// stream colon (`C:`, `name:stream`), none of the other characters Windows refuses
+/// (`<>"|?*`, control characters), no trailing dot or space (Windows drops them, so `a.png.`
+/// would be written as `a.png`), and not a Windows device name (`CON`, `NUL.png`, `COM1`, …),
+/// which on Windows opens the device instead of a file.
+///
+/// Archive entries are written only under such a name, and dataset lists are read as such names
+/// joined by `/`: an entry named `..\..\x` or `C:x` is the same refusal on Linux as on Windows.
+pub fn plain_name(name: &str) -> Option<&str> {
+    let forbidden = |c: char| c.is_control() || matches!(c, '/' | '\\' | ':' | '<' | '>' | '"' | '|' | '?' | '*');
+    if name.is_empty() || name == "." || name == ".." || name.contains(forbidden) || name.ends_with(['.', ' ']) {
+        return None;
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let device = match stem.len() {
+        3 => ["CON", "PRN", "AUX", "NUL"].iter().any(|d| stem.eq_ignore_ascii_case(d)),
+        4 => {
+            let (kind, digit) = stem.split_at(3);
+            (kind.eq_ignore_ascii_case("COM") || kind.eq_ignore_ascii_case("LPT")) && matches!(digit.as_bytes()[0], b'0'..=b'9')
+        }
+        _ => false,
+    };
+    (!device).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn plain_names_pass_and_every_system_s_path_tricks_do_not() {
+        for good in [
+            "a.png",
+            "1f600.png",
+            "Black_Footed_Albatross_0001_796111.jpg",
+            "..a",
+            "a..b",
+            "CONSOLE.txt",
+            "com10",
+            "nul_.png",
+            "émoji ☺.png",
+        ] {
+            assert_eq!(plain_name(good), Some(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b.png",
+            "../x",
+            "..\\..\\x.png",
+            "a\\b",
+            "C:x.png",
+            "C:",
+            "c:\\windows\\x",
+            "\\\\server\\share",
+            "x.png:stream",
+            "a<b",
+            "a>b",
+            "a\"b",
+            "a|b",
+            "a?b",
+            "a*b",
+            "a\0b",
+            "a\nb",
+            "a.png.",
+            "a.png ",
+            "CON",
+            "con.png",
+            "Nul",
+            "aux.tar.gz",
+            "COM1",
+            "lpt9.txt",
+            "PRN ",
+        ] {
+            assert_eq!(plain_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sharing_errors_are_windows_codes_and_retried_only_there() {
+        assert!(is_windows_sharing_error(5) && is_windows_sharing_error(32) && is_windows_sharing_error(33));
+        assert!(!is_windows_sharing_error(2) && !is_windows_sharing_error(183));
+        // On Unix, error 5 is EIO and 32 EPIPE: never a file someone holds open.
+        assert_eq!(is_held_open(&io::Error::from_raw_os_error(32)), cfg!(windows));
+    }
+
+    #[test]
+    fn a_rename_blocked_for_a_while_is_retried_until_it_goes_through() {
+        let tries = Cell::new(0);
+        let busy = |e: &io::Error| e.raw_os_error() == Some(32);
+        let blocked_twice = || {
+            tries.set(tries.get() + 1);
+            if tries.get() <= 2 { Err(io::Error::from_raw_os_error(32)) } else { Ok(tries.get()) }
+        };
+        assert_eq!(retry_while(blocked_twice, busy, &RETRY_DELAYS).unwrap(), 3);
+
+        // Held for good: as many tries as delays plus one, then the error.
+        tries.set(0);
+        let always = || -> io::Result<()> {
+            tries.set(tries.get() + 1);
+            Err(io::Error::from_raw_os_error(32))
+        };
+        let delays = [Duration::ZERO; 4];
+        assert_eq!(retry_while(always, busy, &delays).unwrap_err().raw_os_error(), Some(32));
+        assert_eq!(tries.get(), 5);
+
+        // Any other failure is returned at once.
+        tries.set(0);
+        let missing = || -> io::Result<()> {
+            tries.set(tries.get() + 1);
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        };
+        assert!(retry_while(missing, busy, &RETRY_DELAYS).is_err());
+        assert_eq!(tries.get(), 1);
+    }
+
+    #[test]
+    fn retry_waits_add_up_to_about_two_seconds() {
+        let total: Duration = RETRY_DELAYS.iter().sum();
+        assert_eq!(RETRY_DELAYS[0], Duration::from_millis(1));
+        assert_eq!(RETRY_DELAYS[10], Duration::from_millis(1024));
+        assert!(total > Duration::from_secs(1) && total < Duration::from_secs(3), "{total:?}");
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_a_file_that_a_reader_holds_open() {
+        let dir = std::env::temp_dir().join(format!("dml-io-open-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("metrics.jsonl");
+        fs::write(&target, b"old").unwrap();
+        // As the GUI reads a run's files: std opens them sharing read, write and deletion.
+        let mut reader = fs::File::open(&target).unwrap();
+        write_atomically(&target, b"new").unwrap();
+        let mut held = String::new();
+        io::Read::read_to_string(&mut reader, &mut held).unwrap();
+        assert_eq!(held, "old", "the open handle keeps the file it opened");
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        drop(reader);
+        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("metrics.jsonl")]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_atomic_write_leaves_neither_a_temp_file_nor_a_changed_target() {
+        let dir = std::env::temp_dir().join(format!("dml-io-atomic-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // A file cannot be renamed over a folder that holds something.
+        let target = dir.join("busy");
+        fs::create_dir_all(target.join("inside")).unwrap();
+        assert!(write_atomically(&target, b"data").is_err());
+        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, vec![std::ffi::OsString::from("busy")]);
+        assert!(target.join("inside").is_dir());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
