@@ -20,7 +20,9 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs," \
     "AVX-512: $(grep -qw avx512f /proc/cpuinfo && echo yes || echo no)," \
     "PyTorch code: ${PYTORCH_ISA:-its default for this CPU}"
 
-cargo build --release --locked -p dml -p dml-bench
+# The same package selection and targets as the tests' build (dev-dependencies included), so that
+# Burn is not built a second time with another feature set.
+cargo build --release --locked --workspace --bins --tests
 if [ ! -x bench/.venv/bin/python ]; then
     python3 -m venv bench/.venv
     bench/.venv/bin/pip install -q torch==2.15.0 pytorch-metric-learning==2.9.0 faiss-cpu==1.15.1 numpy==2.4.6

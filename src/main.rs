@@ -43,6 +43,15 @@ enum Command {
 
 fn main() -> ExitCode {
     dml_engine::memory::keep_freed_memory();
+    // Burn's optimiser-state loader (used by `--resume`) puts the state on Burn's default device,
+    // the GPU runtime in a build with wgpu: on a machine without any GPU driver that panics, and
+    // elsewhere it starts a GPU runtime only for the state to move to the training device at the
+    // next step. dml names its devices everywhere else, so the default is the CPU unless the user
+    // sets BURN_DEVICE.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: first thing in `main`, before any thread that could read the environment.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     let cli = Cli::parse();
     // A misspelt pin would otherwise be ignored, and the run not be what the user reproduces.
     if let Err(e) = dml_engine::kernels::cpu_isa_from_env() {

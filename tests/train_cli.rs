@@ -448,3 +448,25 @@ fn fashion_mnist_full_reads_its_training_file() {
     assert!(config.contains("dataset = \"fashion-mnist-full\""), "{config}");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A machine without any GPU driver (a server, an emulated CPU) resumes a CPU run: Burn loads the
+/// optimiser state onto its default device, which must then not be the GPU runtime. The drivers
+/// are hidden from Vulkan's and EGL's loaders, so that wgpu finds no adapter at all.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_cpu_run_resumes_without_any_gpu_driver() {
+    let dir = scratch("no-gpu");
+    let run_dir = train(&dir, "run", &["--iterations", "4", "--eval-interval", "0", "--backend", "cpu"]);
+    let out = dml()
+        .args(["train", "--resume", run_dir.to_str().unwrap(), "--iterations", "6"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "resume without a GPU driver failed: {}", text(&out.stderr));
+    let iterations: Vec<u64> =
+        metrics(&run_dir).iter().filter(|v| v.get("loss").is_some()).map(|v| v["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(iterations, (1..=6).collect::<Vec<_>>());
+    fs::remove_dir_all(&dir).unwrap();
+}

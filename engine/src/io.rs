@@ -89,15 +89,17 @@ pub fn plain_name(name: &str) -> Option<&str> {
     if name.is_empty() || name == "." || name == ".." || name.contains(forbidden) || name.ends_with(['.', ' ']) {
         return None;
     }
+    // Device names are ASCII; checking that first also keeps `split_at` on a character boundary.
     let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
-    let device = match stem.len() {
-        3 => ["CON", "PRN", "AUX", "NUL"].iter().any(|d| stem.eq_ignore_ascii_case(d)),
-        4 => {
-            let (kind, digit) = stem.split_at(3);
-            (kind.eq_ignore_ascii_case("COM") || kind.eq_ignore_ascii_case("LPT")) && matches!(digit.as_bytes()[0], b'0'..=b'9')
-        }
-        _ => false,
-    };
+    let device = stem.is_ascii()
+        && match stem.len() {
+            3 => ["CON", "PRN", "AUX", "NUL"].iter().any(|d| stem.eq_ignore_ascii_case(d)),
+            4 => {
+                let (kind, digit) = stem.split_at(3);
+                (kind.eq_ignore_ascii_case("COM") || kind.eq_ignore_ascii_case("LPT")) && digit.as_bytes()[0].is_ascii_digit()
+            }
+            _ => false,
+        };
     (!device).then_some(name)
 }
 

@@ -83,8 +83,6 @@ pub fn bad_image(bad: BadImage) -> CliError {
 
 /// Resolves `--backend` and tells the user (on stderr) what was chosen.
 pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, CliError> {
-    // Even on the CPU backend: resuming a run loads optimiser state onto Burn's default device,
-    // which probes wgpu.
     quiet_wayland_probe();
     let selected = backend::select(choice).map_err(|e| CliError::plain(format!("--backend {choice}: {e}")))?;
     eprintln!("backend: {}", selected.description);

@@ -117,6 +117,9 @@ impl Trainer {
     }
 
     /// Continues a run exactly where `checkpoint` left it.
+    /// Burn loads the optimiser state onto its default device (`BURN_DEVICE`, else the GPU runtime
+    /// in a build with wgpu), from where the first step moves it to `device`: where no GPU driver
+    /// exists, set `BURN_DEVICE=flex` (the `dml` command does).
     pub fn resume(config: &TrainConfig, device: &Device, checkpoint: &Checkpoint) -> Result<Self, TrainError> {
         let mut trainer = Self::initialised(config, device)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))?;
