@@ -4,8 +4,9 @@
 //! values; the matrix products round differently from one microkernel width to another, so layers
 //! built on them agree to float rounding. One test only: the cap is process-wide.
 //!
-//! That a cap reproduces what a CPU of that kind computes, bit for bit, is checked by
-//! scripts/test-cpu-paths, which runs dml on emulated CPUs without AVX-512 and without AVX.
+//! Each code's results are printed as `digest <code> <layer> <hash>` lines (`--nocapture`):
+//! scripts/test-cpu-paths compares them with the same test run on emulated CPUs without AVX-512
+//! and without AVX, to show that a cap computes bit for bit what a CPU of that kind computes.
 
 use dml_engine::burn::tensor::{Device, Tensor, TensorData};
 use dml_engine::kernels::pooling::Pooling;
@@ -92,6 +93,17 @@ fn layers() -> Vec<(&'static str, bool, Vec<u32>)> {
     out
 }
 
+/// FNV-1a of the bits.
+fn digest(bits: &[u32]) -> u64 {
+    bits.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+fn print_digests(isa: CpuIsa, results: &[(&str, bool, Vec<u32>)]) {
+    for (i, (name, _, bits)) in results.iter().enumerate() {
+        println!("digest {isa} {i:02} {} {:016x}", name.replace(' ', "_"), digest(bits));
+    }
+}
+
 #[test]
 fn every_vector_code_gives_the_same_results() {
     let widest = CpuIsa::detected();
@@ -99,9 +111,12 @@ fn every_vector_code_gives_the_same_results() {
     assert_eq!(set_cpu_isa(CpuIsa::Portable), CpuIsa::Portable);
     let reference = layers();
     assert_eq!(reference, layers(), "the same code twice gives the same bits");
+    print_digests(CpuIsa::Portable, &reference);
     for isa in [CpuIsa::Avx2, CpuIsa::Avx512].into_iter().filter(|&isa| isa <= widest) {
         assert_eq!(set_cpu_isa(isa), isa);
-        for ((name, products, got), (_, _, want)) in layers().iter().zip(&reference) {
+        let results = layers();
+        print_digests(isa, &results);
+        for ((name, products, got), (_, _, want)) in results.iter().zip(&reference) {
             let differing = got.iter().zip(want).filter(|(a, b)| a != b).count();
             if !products {
                 assert_eq!(differing, 0, "{name}: {differing} of {} values differ between {isa} and portable code", want.len());

@@ -5,13 +5,16 @@
 //! compare-and-select scalar. A function declared with [`isa_dispatch!`] is compiled three times
 //! on x86-64 (AVX-512, AVX2 + FMA, baseline) and the widest the CPU has, within the pin, runs.
 //! All copies run the same operations in the same order (Rust never contracts a multiply and an
-//! add into an FMA, and the reductions keep fixed lanes), so results are bitwise the same
-//! whichever runs: the switch exists for timing a path and for reproducing a run exactly should
-//! that ever change, as PyTorch's `ATEN_CPU_CAPABILITY` does.
+//! add into an FMA, and the reductions keep fixed lanes), so these loops give bitwise the same
+//! results whichever runs.
 //!
-//! The matrix products go to `gemm`, which picks its own microkernels at run time (AVX-512 ones
-//! too, with the `avx512` feature); they accumulate each output along `k` in the same order on
-//! every path (bench/RESULTS.md, "AVX-512").
+//! The kernels' matrix products do not: `gemm`'s microkernels (AVX-512 ones too, with the
+//! `avx512` feature) use fused multiply-adds on AVX2 and AVX-512 but not on the baseline, and
+//! block long inner dimensions differently by width. [`cpu_isa`] caps them too (see
+//! `gemm.rs`), so `DML_CPU_ISA=avx2` on an AVX-512 machine makes the kernels compute bit for bit
+//! what they compute on an AVX2 one, as PyTorch's `ATEN_CPU_CAPABILITY` does for ATen's kernels;
+//! scripts/test-cpu-paths checks that against emulated CPUs. Burn's own CPU operations (matmul,
+//! element-wise and reductions) choose their vector code themselves and have no such switch.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
