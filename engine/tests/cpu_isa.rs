@@ -33,6 +33,16 @@ fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
     t.into_data().iter::<f32>().map(f32::to_bits).collect()
 }
 
+/// One convolution layer of [`layers`]: its input and weight shapes, and the seed of its first tensor.
+struct Convolution {
+    layer: &'static str,
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    seed: u64,
+}
+
 /// Outputs and gradients of: a 3 × 3 convolution that keeps the image size (Winograd), a 7 × 7
 /// stride-2 one (im2col), training batch norm + ReLU, 2 × 2 and 3 × 3 max pooling; each
 /// backpropagating a fixed upstream gradient. Sizes leave remainders after 8- and 16-lane loops.
@@ -45,31 +55,26 @@ fn layers() -> Vec<(&'static str, bool, Vec<u32>)> {
         out.push((name, products, bits(t)))
     };
 
-    let x = tensor([3, 16, 19, 21], 1, &device);
-    let w = tensor([12, 16, 3, 3], 2, &device);
-    let b = tensor([12], 3, &device);
-    let y = host_conv2d(x.clone(), w.clone(), b.clone(), [1, 1], [1, 1]);
-    let g = (y.clone() * tensor(y.dims(), 4, &device).detach()).sum().backward();
-    record("winograd output", y.inner());
-    record("winograd input gradient", x.grad(&g).unwrap());
-    record("winograd weight gradient", w.grad(&g).unwrap());
-
-    let x = tensor([2, 3, 37, 29], 5, &device);
-    let w = tensor([8, 3, 7, 7], 6, &device);
-    let b = tensor([8], 7, &device);
-    let y = host_conv2d(x.clone(), w.clone(), b, [2, 2], [3, 3]);
-    let g = (y.clone() * tensor(y.dims(), 8, &device).detach()).sum().backward();
-    record("im2col output", y.inner());
-    record("im2col input gradient", x.grad(&g).unwrap());
-    record("im2col weight gradient", w.grad(&g).unwrap());
-
-    // 64 input channels: an inner dimension of 576, past the point where panel widths round apart.
-    let x = tensor([2, 64, 15, 13], 15, &device);
-    let w = tensor([8, 64, 3, 3], 16, &device);
-    let y = host_conv2d(x.clone(), w.clone(), tensor([8], 17, &device), [2, 2], [1, 1]);
-    let g = (y.clone() * tensor(y.dims(), 18, &device).detach()).sum().backward();
-    record("im2col 576-deep output", y.inner());
-    record("im2col 576-deep input gradient", x.grad(&g).unwrap());
+    let convolutions = [
+        Convolution { layer: "winograd", x: [3, 16, 19, 21], w: [12, 16, 3, 3], stride: [1, 1], padding: [1, 1], seed: 1 },
+        Convolution { layer: "im2col", x: [2, 3, 37, 29], w: [8, 3, 7, 7], stride: [2, 2], padding: [3, 3], seed: 5 },
+        // 64 input channels: an inner dimension of 576, past the point where panel widths round apart.
+        Convolution { layer: "im2col 576-deep", x: [2, 64, 15, 13], w: [8, 64, 3, 3], stride: [2, 2], padding: [1, 1], seed: 15 },
+    ];
+    for c in convolutions {
+        let x = tensor(c.x, c.seed, &device);
+        let w = tensor(c.w, c.seed + 1, &device);
+        let y = host_conv2d(x.clone(), w.clone(), tensor([c.w[0]], c.seed + 2, &device), c.stride, c.padding);
+        let g = (y.clone() * tensor(y.dims(), c.seed + 3, &device).detach()).sum().backward();
+        let names = match c.layer {
+            "winograd" => ["winograd output", "winograd input gradient", "winograd weight gradient"],
+            "im2col" => ["im2col output", "im2col input gradient", "im2col weight gradient"],
+            _ => ["im2col 576-deep output", "im2col 576-deep input gradient", "im2col 576-deep weight gradient"],
+        };
+        for (name, result) in names.into_iter().zip([y.inner(), x.grad(&g).unwrap(), w.grad(&g).unwrap()]) {
+            record(name, result);
+        }
+    }
 
     let x = tensor([5, 6, 13, 11], 9, &device);
     let (gamma, beta) = (tensor([6], 10, &device), tensor([6], 11, &device));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, listed_path, read_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, listed_path_on_line, read_list};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let images_txt = read_list(root, "images.txt", "CUB-200-2011")?;
@@ -16,7 +16,7 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let id = int_field(&fields, 0, &images_path, n + 1, "image id")?;
         let path = fields.get(1).ok_or_else(|| ListError::new(&images_path, format!("line {}: missing path", n + 1)))?;
-        let path = listed_path(path).map_err(|e| ListError::new(&images_path, format!("line {}: {e}", n + 1)))?;
+        let path = listed_path_on_line(path, &images_path, n + 1)?;
         if paths.insert(id, Path::new("images").join(path)).is_some() {
             return Err(ListError::new(&images_path, format!("line {}: image id {id} listed twice", n + 1)));
         }

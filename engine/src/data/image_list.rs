@@ -78,6 +78,11 @@ pub(crate) fn listed_path(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// [`listed_path`] of the path on line `line` of the list file `list`, the error naming both.
+pub(crate) fn listed_path_on_line(text: &str, list: &Path, line: usize) -> Result<PathBuf, ListError> {
+    listed_path(text).map_err(|e| ListError::new(list, format!("line {line}: {e}")))
+}
+
 /// Reads a dataset file that must exist, with an error that says which dataset expected it.
 pub(crate) fn read_file(root: &Path, name: &str, dataset: &str) -> Result<Vec<u8>, ListError> {
     read_first(root, &[name], dataset).map(|(_, bytes)| bytes)

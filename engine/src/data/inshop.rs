@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, listed_path, read_first_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, listed_path_on_line, read_first_list};
 
 pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
     let (path, text) = read_first_list(root, &["list_eval_partition.txt", "Eval/list_eval_partition.txt"], "In-Shop")?;
@@ -36,8 +36,7 @@ pub fn load(root: &Path) -> Result<ImageDataset, ListError> {
             "gallery" => &mut gallery,
             other => return Err(ListError::new(&path, format!("line {}: unknown evaluation status `{other}`", n + 1))),
         };
-        let file = listed_path(file).map_err(|e| ListError::new(&path, format!("line {}: {e}", n + 1)))?;
-        list.push(file, label);
+        list.push(listed_path_on_line(file, &path, n + 1)?, label);
         count += 1;
     }
     if count != declared {

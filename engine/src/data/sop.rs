@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, listed_path, read_list};
+use super::image_list::{ImageDataset, ImageList, ListError, TestSet, int_field, listed_path_on_line, read_list};
 
 fn list(root: &Path, name: &str) -> Result<ImageList, ListError> {
     let text = read_list(root, name, "Stanford Online Products")?;
@@ -18,7 +18,7 @@ fn list(root: &Path, name: &str) -> Result<ImageList, ListError> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let class = int_field(&fields, 1, &path, n + 1, "class_id")?;
         let file = fields.get(3).ok_or_else(|| ListError::new(&path, format!("line {}: missing path", n + 1)))?;
-        out.push(listed_path(file).map_err(|e| ListError::new(&path, format!("line {}: {e}", n + 1)))?, class);
+        out.push(listed_path_on_line(file, &path, n + 1)?, class);
     }
     Ok(out)
 }

@@ -119,73 +119,47 @@ unsafe fn capped(
         rhs = rhs.wrapping_offset((k - 1) as isize * rhs_rs);
         rhs_rs = -rhs_rs;
     }
-    let mul_add = |a: f32, b: f32, c: f32| a * b + c;
-    let parallelism = gemm::Parallelism::None;
+    // gemm's f32 driver with one microkernel family: `$family` of gemm-f32's microkernels, `$n`
+    // lanes, on the SIMD token `$simd` (the arguments of gemm's own per-family `gemm_basic`).
+    macro_rules! drive {
+        ($family:ident, $n:literal, $simd:expr) => {{
+            use gemm_f32::microkernel::$family::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
+            // SAFETY: the caller's guarantees, with the strides normalised as gemm does; the
+            // family is one the CPU has.
+            unsafe {
+                gemm_basic_generic::<_, f32, $n, { MR_DIV_N * $n }, NR, MR_DIV_N, H_M, H_N>(
+                    $simd,
+                    m,
+                    n,
+                    k,
+                    dst,
+                    dst_cs,
+                    dst_rs,
+                    read_dst,
+                    lhs,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs,
+                    rhs_cs,
+                    rhs_rs,
+                    alpha,
+                    beta,
+                    false,
+                    false,
+                    false,
+                    |a: f32, b: f32, c: f32| a * b + c,
+                    &UKR,
+                    &H_UKR,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        }};
+    }
     match isa {
         CpuIsa::Avx2 => {
-            use gemm_f32::microkernel::fma::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
-            let simd = <gemm_common::simd::V3 as MixedSimd<f32, f32, f32, f32>>::try_new().expect("AVX2 and FMA, as detected");
-            // SAFETY: the caller's guarantees, with the strides normalised as gemm does.
-            unsafe {
-                gemm_basic_generic::<_, f32, 8, { MR_DIV_N * 8 }, NR, MR_DIV_N, H_M, H_N>(
-                    simd,
-                    m,
-                    n,
-                    k,
-                    dst,
-                    dst_cs,
-                    dst_rs,
-                    read_dst,
-                    lhs,
-                    lhs_cs,
-                    lhs_rs,
-                    rhs,
-                    rhs_cs,
-                    rhs_rs,
-                    alpha,
-                    beta,
-                    false,
-                    false,
-                    false,
-                    mul_add,
-                    &UKR,
-                    &H_UKR,
-                    false,
-                    parallelism,
-                )
-            }
+            drive!(fma, 8, <gemm_common::simd::V3 as MixedSimd<f32, f32, f32, f32>>::try_new().expect("AVX2 and FMA, as detected"))
         }
-        _ => {
-            use gemm_f32::microkernel::scalar::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
-            // SAFETY: as above.
-            unsafe {
-                gemm_basic_generic::<_, f32, 1, { MR_DIV_N }, NR, MR_DIV_N, H_M, H_N>(
-                    gemm_common::simd::Scalar,
-                    m,
-                    n,
-                    k,
-                    dst,
-                    dst_cs,
-                    dst_rs,
-                    read_dst,
-                    lhs,
-                    lhs_cs,
-                    lhs_rs,
-                    rhs,
-                    rhs_cs,
-                    rhs_rs,
-                    alpha,
-                    beta,
-                    false,
-                    false,
-                    false,
-                    mul_add,
-                    &UKR,
-                    &H_UKR,
-                    false,
-                    parallelism,
-                )
-            }
-        }
+        _ => drive!(scalar, 1, gemm_common::simd::Scalar),
     }
 }
