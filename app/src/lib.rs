@@ -105,11 +105,9 @@ impl DmlApp {
             if due {
                 run.refresh();
                 self.refreshed = Some(Instant::now());
-                // A run that finished since it was opened: load its test embeddings.
-                if run.embeddings.is_none()
-                    && run.embeddings_note.starts_with("no test embeddings yet")
-                    && run.path.join("embeddings.npy").exists()
-                {
+                // A run that finished since it was opened, or whose embeddings were rewritten after
+                // a failed read: load its test embeddings.
+                if run.embeddings_due() {
                     let path = run.path.clone();
                     self.open(&path);
                 }
@@ -150,7 +148,7 @@ impl DmlApp {
             if let Some(config) = training::form_ui(ui, &mut self.form, self.training.as_ref()) {
                 match training::start(config, &self.runs_root, ui.ctx()) {
                     Ok(run) => {
-                        open = Some(run.status.lock().expect("status lock").run_dir.clone());
+                        open = Some(training::lock(&run.status).run_dir.clone());
                         self.training = Some(run);
                         self.training_error = None;
                         self.scanned = None;

@@ -23,15 +23,17 @@ type Snapshot = Option<(usize, Vec<f64>, Option<f64>)>;
 struct Worker {
     latest: Arc<Mutex<Snapshot>>,
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    /// Kept only to say that the thread is not joined: see `Drop`.
+    _handle: JoinHandle<()>,
 }
 
 impl Drop for Worker {
+    /// Asks the thread to stop and lets it go without waiting: joining here, on the UI thread,
+    /// froze the window until the current step (or the whole affinity computation of a large
+    /// set, which cannot be interrupted) ended. The thread's last map goes to an `Arc` nobody
+    /// reads any more.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -103,7 +105,7 @@ impl Projection {
                     }
                 });
                 self.status = "t-SNE: computing affinities...".into();
-                self.worker = Some(Worker { latest, stop, handle: Some(handle) });
+                self.worker = Some(Worker { latest, stop, _handle: handle });
             }
         }
     }
@@ -195,5 +197,25 @@ impl Projection {
             response.clone().on_hover_ui_at_pointer(|ui| hover_ui(ui, i));
         }
         if response.clicked() { nearest } else { None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_a_worker_does_not_wait_for_its_thread() {
+        // A thread that cannot finish until the test lets it: a drop that joined would never
+        // return (the test would hang, as the window did).
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let _ = blocked.recv();
+            assert!(seen.load(Ordering::SeqCst), "the thread was asked to stop before it was released");
+        });
+        drop(Worker { latest: Arc::new(Mutex::new(None)), stop, _handle: handle });
+        release.send(()).unwrap();
     }
 }

@@ -21,11 +21,8 @@ pub struct Embeddings {
 
 impl Embeddings {
     pub fn load(vectors: &Path, labels: &Path) -> Result<Self, String> {
-        let matrix = npy::read_matrix(vectors).map_err(|e| format!("{}: {e}", vectors.display()))?;
-        let labels = npy::read_labels(labels).map_err(|e| format!("{}: {e}", labels.display()))?;
-        if labels.len() != matrix.rows {
-            return Err(format!("{} rows but {} labels", matrix.rows, labels.len()));
-        }
+        // A run that finishes while this reads replaces the two files one after the other.
+        let (matrix, labels) = npy::read_matrix_with_labels(vectors, labels).map_err(|e| format!("{}: {e}", vectors.display()))?;
         let mut vectors: Vec<f32> = matrix.data.iter().map(|&v| v as f32).collect();
         for row in vectors.chunks_exact_mut(matrix.cols.max(1)) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -99,6 +96,8 @@ pub struct RunData {
     pub embeddings: Option<Embeddings>,
     /// Why there are no embeddings (still training, or unreadable).
     pub embeddings_note: String,
+    /// When `embeddings.npy` was written, as last read.
+    embeddings_stamp: Option<SystemTime>,
     /// The dataset, for thumbnails; `None` where it cannot be opened here.
     pub inputs: Option<Arc<Inputs>>,
 }
@@ -111,6 +110,7 @@ impl RunData {
     pub fn open(path: &Path) -> Result<Self, String> {
         let run = RunDir::open(path).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
         let config = run.config().map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+        let embeddings_stamp = modified(&run.embeddings_path());
         let (embeddings, embeddings_note) = if run.embeddings_path().exists() {
             match Embeddings::load(&run.embeddings_path(), &run.labels_path()) {
                 Ok(e) => (Some(e), String::new()),
@@ -120,10 +120,26 @@ impl RunData {
             (None, "no test embeddings yet: they are written when the run finishes".into())
         };
         let inputs = config.inputs().ok().map(Arc::new);
-        let mut data =
-            RunData { path: path.to_path_buf(), config, metrics: Vec::new(), metrics_stamp: None, embeddings, embeddings_note, inputs };
+        let mut data = RunData {
+            path: path.to_path_buf(),
+            config,
+            metrics: Vec::new(),
+            metrics_stamp: None,
+            embeddings,
+            embeddings_note,
+            embeddings_stamp,
+            inputs,
+        };
         data.refresh();
         Ok(data)
+    }
+
+    /// Whether the test embeddings should be read (again): there are none, and a file has been
+    /// written since the last try (the run finished, or an unreadable file was replaced).
+    pub fn embeddings_due(&self) -> bool {
+        let path = self.path.join("embeddings.npy");
+        self.embeddings.is_none() && path.exists() && modified(&path) != self.embeddings_stamp
+            || self.embeddings.is_none() && path.exists() && self.embeddings_note.starts_with("no test embeddings yet")
     }
 
     /// Re-reads `metrics.jsonl` when it changed; true when it did.

@@ -87,13 +87,15 @@ impl BackgroundRun {
     }
 
     pub fn finished(&self) -> bool {
-        self.status.lock().expect("status lock").ended.is_some()
+        lock(&self.status).ended.is_some()
     }
 }
 
 impl Drop for BackgroundRun {
     fn drop(&mut self) {
-        // Closing the app stops the run at a checkpoint; `dml train --resume` continues it.
+        // Closing the app stops the run at a checkpoint; `dml train --resume` continues it. The
+        // app waits for that checkpoint only when it closes (`DmlApp::on_exit`); nothing else
+        // drops a run that is still going.
         self.stop();
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
@@ -108,7 +110,7 @@ struct Observer {
 
 impl TrainObserver for Observer {
     fn step(&mut self, report: &StepReport, total: u64) {
-        let mut s = self.status.lock().expect("status lock");
+        let mut s = lock(&self.status);
         s.iteration = report.iteration;
         s.total = total;
         s.loss = Some(report.loss);
@@ -116,12 +118,12 @@ impl TrainObserver for Observer {
     }
 
     fn embedding(&mut self, done: usize, total: usize) {
-        self.status.lock().expect("status lock").evaluating = Some((done, total));
+        lock(&self.status).evaluating = Some((done, total));
         self.ctx.request_repaint();
     }
 
     fn evaluated(&mut self, _iteration: u64, evaluation: &Evaluation) {
-        let mut s = self.status.lock().expect("status lock");
+        let mut s = lock(&self.status);
         s.last_recall_at_1 = evaluation.metrics.recall_at_k.get(&1).copied();
         s.evaluating = None;
         self.ctx.request_repaint();
@@ -130,17 +132,17 @@ impl TrainObserver for Observer {
 
 /// Creates the run folder and starts training in it on a background thread.
 pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Result<BackgroundRun, String> {
-    std::fs::create_dir_all(runs_root).map_err(|e| format!("{}: {e}", runs_root.display()))?;
-    let path = RunDir::fresh_path(runs_root);
+    let path = RunDir::claim_fresh(runs_root).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
     let run = RunDir::create(&path, &config).map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
     let status = Arc::new(Mutex::new(TrainStatus { run_dir: path, total: config.run.iterations, ..Default::default() }));
     let stop = Arc::new(AtomicBool::new(false));
-    let (report, halt, ctx) = (status.clone(), stop.clone(), ctx.clone());
-    let handle = std::thread::spawn(move || {
-        let ended = (|| -> Result<String, String> {
+    let (report, halt) = (status.clone(), stop.clone());
+    let observer_ctx = ctx.clone();
+    let handle = in_background(status.clone(), ctx.clone(), move || {
+        (|| -> Result<String, String> {
             let selected = backend::select(config.run.backend).map_err(|e| e.to_string())?;
             let mut trainer = Trainer::new(&config, &selected.device).map_err(|e| e.to_string())?;
-            let mut observer = Observer { status: report.clone(), ctx: ctx.clone() };
+            let mut observer = Observer { status: report, ctx: observer_ctx };
             match train::run(&run, &mut trainer, &mut observer, &halt).map_err(|e| e.to_string())? {
                 Outcome::Finished(e) => Ok(format!(
                     "finished: Recall@1 {:.4}, MAP@R {:.4}",
@@ -149,15 +151,37 @@ pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Resu
                 )),
                 Outcome::Stopped(i) => Ok(format!("stopped at iteration {i}; checkpoint saved (dml train --resume continues it)")),
             }
-        })();
-        let mut status = report.lock().expect("status lock");
-        status.ended = Some(ended.unwrap_or_else(|e| format!("failed: {e}")));
+        })()
+    });
+    Ok(BackgroundRun { status, stop, handle: Some(handle) })
+}
+
+/// Runs `work` on a new thread and records how it ended in `status`: its message, its error as
+/// "failed: …", or a panic as "failed: … (a bug)", so that the form comes back in every case.
+fn in_background(
+    status: Arc<Mutex<TrainStatus>>,
+    ctx: egui::Context,
+    work: impl FnOnce() -> Result<String, String> + Send + 'static,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let ended = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            Ok(Ok(message)) => message,
+            Ok(Err(e)) => format!("failed: {e}"),
+            Err(panic) => format!("failed: the training thread stopped on a bug ({})", dml_engine::data::panic_message(panic.as_ref())),
+        };
+        let mut status = lock(&status);
+        status.ended = Some(ended);
         // A run that failed or was stopped while evaluating leaves no evaluation in progress.
         status.evaluating = None;
         drop(status);
         ctx.request_repaint();
-    });
-    Ok(BackgroundRun { status, stop, handle: Some(handle) })
+    })
+}
+
+/// The status, also after a panic on the training thread poisoned its lock (the panic is
+/// reported through `ended`; the values are plain numbers, valid whatever it interrupted).
+pub fn lock(status: &Mutex<TrainStatus>) -> std::sync::MutexGuard<'_, TrainStatus> {
+    status.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn combo(ui: &mut egui::Ui, label: &str, value: &mut String, names: &[&str]) {
@@ -172,7 +196,7 @@ fn combo(ui: &mut egui::Ui, label: &str, value: &mut String, names: &[&str]) {
 pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&BackgroundRun>) -> Option<TrainConfig> {
     let mut start = None;
     if let Some(run) = running {
-        let status = run.status.lock().expect("status lock").clone();
+        let status = lock(&run.status).clone();
         ui.label(status.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()));
         let fraction = if status.total > 0 { status.iteration as f32 / status.total as f32 } else { 0.0 };
         ui.add(egui::ProgressBar::new(fraction).text(format!("{}/{}", status.iteration, status.total)));
@@ -226,4 +250,38 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
         }
     }
     start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(work: impl FnOnce() -> Result<String, String> + Send + 'static) -> TrainStatus {
+        let status = Arc::new(Mutex::new(TrainStatus::default()));
+        in_background(status.clone(), egui::Context::default(), work).join().expect("the thread itself does not panic");
+        lock(&status).clone()
+    }
+
+    #[test]
+    fn a_run_that_panics_ends_as_failed_with_its_message() {
+        assert_eq!(ended(|| Ok("finished".into())).ended.as_deref(), Some("finished"));
+        assert_eq!(ended(|| Err("no such dataset".into())).ended.as_deref(), Some("failed: no such dataset"));
+        let status = Arc::new(Mutex::new(TrainStatus { evaluating: Some((3, 10)), ..Default::default() }));
+        let held = status.clone();
+        // The panic happens while the status lock is held: the lock is poisoned, and still read.
+        let handle = in_background(status.clone(), egui::Context::default(), move || {
+            let _guard = held.lock().unwrap();
+            panic!("index out of bounds: the len is 3 but the index is 7")
+        });
+        handle.join().unwrap();
+        let after = lock(&status).clone();
+        assert_eq!(
+            after.ended.as_deref(),
+            Some("failed: the training thread stopped on a bug (index out of bounds: the len is 3 but the index is 7)")
+        );
+        assert_eq!(after.evaluating, None);
+        // The form comes back: a run with `ended` set is finished.
+        let run = BackgroundRun { status, stop: Arc::new(AtomicBool::new(false)), handle: None };
+        assert!(run.finished());
+    }
 }

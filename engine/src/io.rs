@@ -3,7 +3,7 @@
 //! from archives and dataset lists.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// a crash leaves the old one. A failed write removes its temporary file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let file_name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    let tmp = path.with_file_name(temporary_name(&file_name, std::process::id()));
     let written = fs::File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
@@ -21,8 +21,61 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if result.is_err() {
         // A full disk or a vanished folder must not leave a half-written file behind.
         let _ = fs::remove_file(&tmp);
+        return result;
     }
-    result
+    sync_folder_of(path)
+}
+
+/// Flushes the folder entry of `path` to disk: after a rename, the new name is durable only once
+/// its folder is (POSIX; a power cut could otherwise bring back the old file, or none). Windows
+/// cannot open a folder as a file, and NTFS journals renames itself.
+fn sync_folder_of(path: &Path) -> io::Result<()> {
+    if cfg!(unix) {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The temporary file name [`write_atomically`] uses for `name` in process `pid`.
+fn temporary_name(name: &str, pid: u32) -> String {
+    format!(".{name}.tmp{pid}")
+}
+
+/// Whether `name` is one of [`write_atomically`]'s temporary files (`.<name>.tmp<pid>`).
+fn is_temporary_name(name: &str) -> bool {
+    name.strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp")).is_some_and(|(target, pid)| {
+        !target.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// How long a temporary file must have been left untouched before [`sweep_temporaries`] takes
+/// it for the leftover of a killed process: writes take seconds, even of a ResNet-50 checkpoint.
+pub const STALE_TEMPORARY: Duration = Duration::from_secs(10 * 60);
+
+/// Removes the temporary files of atomic writes in `dir` that a process killed mid-write left
+/// behind (`kill -9`, a power cut: up to a whole checkpoint each time), untouched for at least
+/// `older_than`. Returns the files removed; files it cannot read or remove are left alone.
+pub fn sweep_temporaries(dir: &Path, older_than: Duration) -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_temporary_name) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= older_than);
+        if stale && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 /// Renames `from` over `to`, replacing a file that is there.
@@ -103,6 +156,28 @@ pub fn plain_name(name: &str) -> Option<&str> {
     (!device).then_some(name)
 }
 
+/// The most bytes a DEFLATE stream (zlib, gzip) can inflate to per compressed byte: its
+/// longest match (258 bytes) coded in its shortest code (about 2 bits). A stream that claims
+/// more is malformed or hostile.
+pub const MAX_INFLATE_RATIO: u64 = 1032;
+
+/// Reads `reader` to its end, refusing to hold more than `limit` bytes: a decompressor fed a
+/// bomb, or a size that a header merely claims, stops at the limit with an `InvalidData` error
+/// naming `what` instead of allocating without end.
+pub fn read_to_end_at_most(reader: impl Read, limit: u64, what: &str) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader.take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{what} is larger than {limit} bytes")));
+    }
+    Ok(out)
+}
+
+/// The most a DEFLATE stream of `compressed` bytes can inflate to, capped at `cap`.
+pub fn inflate_limit(compressed: usize, cap: u64) -> u64 {
+    (compressed as u64).saturating_mul(MAX_INFLATE_RATIO).saturating_add(64).min(cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +231,55 @@ mod tests {
         ] {
             assert_eq!(plain_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_bounded_read_stops_at_its_limit() {
+        use flate2::{Compression, write::GzEncoder};
+        // 64 MiB of zeros compress to about 64 KiB: a small bomb.
+        let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..64 {
+            bomb.write_all(&vec![0u8; 1 << 20]).unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        let inflate = || flate2::read::GzDecoder::new(&bomb[..]);
+        let error = read_to_end_at_most(inflate(), 1 << 20, "the test stream").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("the test stream is larger than 1048576 bytes"), "{error}");
+        assert_eq!(read_to_end_at_most(inflate(), 64 << 20, "").unwrap().len(), 64 << 20);
+        // The ratio bound admits the real stream.
+        assert!(inflate_limit(bomb.len(), u64::MAX) >= 64 << 20);
+        assert_eq!(inflate_limit(usize::MAX, 1000), 1000);
+    }
+
+    #[test]
+    fn stale_temporaries_are_swept_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("dml-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let make = |name: &str, old: bool| {
+            let file = fs::File::create(dir.join(name)).unwrap();
+            if old {
+                file.set_modified(hour_ago).unwrap();
+            }
+        };
+        make(".checkpoint.dml.tmp4242", true); // a killed run's: removed
+        make(".model.bpk.tmp17", true); // removed
+        make(".embeddings.npy.tmp99", false); // being written right now: kept
+        make("checkpoint.dml", true); // not a temporary file
+        make(".hidden", true);
+        make(".config.toml.tmpx1", true); // not a process id
+        make("x.tmp12", true); // no leading dot
+        write_atomically(&dir.join("model.bpk"), b"new").unwrap();
+        let mut removed: Vec<String> =
+            sweep_temporaries(&dir, STALE_TEMPORARY).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        removed.sort();
+        assert_eq!(removed, [".checkpoint.dml.tmp4242", ".model.bpk.tmp17"]);
+        let mut left: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".config.toml.tmpx1", ".embeddings.npy.tmp99", ".hidden", "checkpoint.dml", "model.bpk", "x.tmp12"]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

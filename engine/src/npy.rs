@@ -55,7 +55,7 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
     }
     let major = bytes[6];
     let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
             if bytes.len() < 12 {
                 return Err(NpyError::Format("truncated header".into()));
@@ -64,7 +64,10 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
         }
         v => return Err(NpyError::Format(format!("unknown format version {v}"))),
     };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| NpyError::Format("truncated header".into()))?;
+    let header = start
+        .checked_add(header_len)
+        .and_then(|end| bytes.get(start..end))
+        .ok_or_else(|| NpyError::Format(format!("truncated header: it declares {header_len} bytes, the file has {}", bytes.len())))?;
     let header = std::str::from_utf8(header).map_err(|_| NpyError::Format("header is not text".into()))?;
     let descr = dict_value(header, "descr")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -76,7 +79,11 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
     let shape = parse_shape(dict_value(header, "shape")?)?;
 
     const EXPECTED: &str = "float32, float64, int32 or int64";
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // The byte-order mark is one ASCII character; anything else (including a multi-byte one) is no dtype.
+    let (order, code) = match descr.char_indices().nth(1) {
+        Some((at, _)) => descr.split_at(at),
+        None => (descr, ""),
+    };
     let big_endian = match order {
         "<" | "|" | "=" => false,
         ">" => true,
@@ -89,9 +96,12 @@ fn parse(bytes: &[u8]) -> Result<RawArray, NpyError> {
         "i8" => Kind::I64,
         _ => return Err(NpyError::Dtype(descr.into(), EXPECTED)),
     };
-    let count: usize = shape.iter().product();
+    // The shape is a claim of the file: its product and byte count must fit, and the bytes must be there.
+    let needed = shape
+        .iter()
+        .try_fold(kind.size(), |n, &d| n.checked_mul(d))
+        .ok_or_else(|| NpyError::Format(format!("shape {shape:?} is too large to address")))?;
     let data = &bytes[start + header_len..];
-    let needed = count * kind.size();
     if data.len() < needed {
         return Err(NpyError::Format(format!("truncated data: shape {shape:?} needs {needed} bytes, file has {}", data.len())));
     }
@@ -215,6 +225,32 @@ pub fn parse_labels(bytes: &[u8]) -> Result<Vec<i64>, NpyError> {
     Ok(raw.values_i64())
 }
 
+/// How often [`read_matrix_with_labels`] tries for a consistent pair, 20 ms apart.
+const PAIR_TRIES: usize = 50;
+
+/// Reads an embedding matrix and its label vector, written one after the other by another
+/// process (a run finishing while the app reads): a pair read while it is replaced, seen as
+/// rows and labels that disagree in number or as a matrix file that changed during the read, is
+/// read again, for up to a second. Rows and labels that still disagree are an error.
+pub fn read_matrix_with_labels(matrix: &Path, labels: &Path) -> Result<(Matrix, Vec<i64>), NpyError> {
+    let stamp = |path: &Path| fs::metadata(path).and_then(|m| Ok((m.len(), m.modified()?))).ok();
+    let mut tries = 0;
+    loop {
+        let before = stamp(matrix);
+        let m = read_matrix(matrix)?;
+        let l = read_labels(labels)?;
+        let settled = before.is_some() && stamp(matrix) == before;
+        if settled && m.rows == l.len() {
+            return Ok((m, l));
+        }
+        tries += 1;
+        if tries == PAIR_TRIES {
+            return Err(NpyError::Value(format!("{} rows of embeddings but {} labels", m.rows, l.len())));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn header(descr: &str, shape: &[usize], fortran_order: bool) -> Vec<u8> {
     let shape = match shape {
         [n] => format!("({n},)"),
@@ -274,6 +310,73 @@ mod tests {
         assert!(matches!(read_labels(&m), Err(NpyError::Dtype(..))));
         assert!(matches!(read_matrix(&l), Err(NpyError::Dtype(..))));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pair_replaced_while_it_is_read_is_read_consistently() {
+        let dir = std::env::temp_dir().join(format!("dml-npy-pair-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (m, l) = (dir.join("embeddings.npy"), dir.join("labels.npy"));
+        // Pair number `i` has 50 + 50 × (i % 3) rows, every value and label equal to `i`.
+        let write = |i: usize| {
+            let rows = 50 + 50 * (i % 3);
+            write_matrix_f32(&m, rows, 4, &vec![i as f32; rows * 4]).unwrap();
+            write_labels(&l, &vec![i as i64; rows]).unwrap();
+        };
+        write(0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut i = 1;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    write(i);
+                    i += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            });
+            for _ in 0..300 {
+                let (matrix, labels) = read_matrix_with_labels(&m, &l).unwrap();
+                assert_eq!(matrix.rows, labels.len());
+                assert!(labels.iter().all(|&x| x as f64 == matrix.data[0]), "rows of pair {} with labels of pair {}", matrix.data[0], labels[0]);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // A pair that disagrees for good is an error.
+        write_labels(&l, &[1, 2, 3]).unwrap();
+        assert!(read_matrix_with_labels(&m, &l).unwrap_err().to_string().contains("but 3 labels"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A header with the given text after the magic, version 1.
+    fn with_header(text: &str) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    #[test]
+    fn a_declared_shape_is_checked_against_the_bytes() {
+        // 4 × 2^62 float32 values wrap to 0 bytes in unchecked arithmetic.
+        let huge = with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4611686018427387904), }\n");
+        assert!(matches!(parse_matrix(&huge), Err(NpyError::Format(m)) if m.contains("too large")), "{:?}", parse_matrix(&huge));
+        // A product that fits but is not present in the file.
+        let mut short = with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000), }\n");
+        short.extend_from_slice(&[0; 16]);
+        assert!(matches!(parse_matrix(&short), Err(NpyError::Format(m)) if m.contains("truncated data")));
+        // A header length past the end of the file.
+        let mut cut = with_header("{'descr': '<f4'}");
+        cut[8] = 0xff;
+        assert!(matches!(parse_matrix(&cut), Err(NpyError::Format(m)) if m.contains("truncated header")));
+    }
+
+    #[test]
+    fn a_dtype_starting_with_a_multi_byte_character_is_refused() {
+        for descr in ["éf4", "€", "<€"] {
+            let bytes = with_header(&format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1, 1), }}\n"));
+            assert!(matches!(parse_matrix(&bytes), Err(NpyError::Dtype(..))), "{descr}: {:?}", parse_matrix(&bytes));
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use flate2::write::ZlibEncoder;
 
 use crate::io::write_atomically;
 
-fn crc32_table() -> [u32; 256] {
+pub(crate) fn crc32_table() -> [u32; 256] {
     let mut table = [0u32; 256];
     for (n, entry) in table.iter_mut().enumerate() {
         let mut c = n as u32;
@@ -20,7 +20,7 @@ fn crc32_table() -> [u32; 256] {
     table
 }
 
-fn crc32(table: &[u32; 256], bytes: &[u8]) -> u32 {
+pub(crate) fn crc32(table: &[u32; 256], bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
         c = table[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);

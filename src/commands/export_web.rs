@@ -37,6 +37,18 @@ struct Manifest {
     map: &'static str,
 }
 
+/// The export writes `labels.npy`, `config.toml` and `model.bpk`, names a run folder holds too:
+/// pointed at a run folder (this one or any other) it would replace that run's files.
+fn refuse_run_folder(out: &Path, run_dir: &Path) -> Result<(), CliError> {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    let marker = ["checkpoint.dml", "metrics.jsonl", "embeddings.npy"].into_iter().find(|name| out.join(name).exists());
+    if same(out, run_dir) || marker.is_some() {
+        let why = marker.map_or_else(|| "it is the run folder".to_string(), |m| format!("it holds {m}"));
+        return Err(CliError::at(out, format!("is a run folder ({why}); export the web demo to a folder of its own")));
+    }
+    Ok(())
+}
+
 /// `count` indices spread evenly over `0..n` (all of them when `count ≥ n`).
 fn evenly_spaced(n: usize, count: usize) -> Vec<usize> {
     let m = count.min(n);
@@ -55,6 +67,7 @@ pub fn write(
     if gallery_size == 0 {
         return Err(CliError::plain("--gallery 0: the web demo needs at least one gallery image"));
     }
+    refuse_run_folder(out, run_dir)?;
     let run = RunDir::open(run_dir).map_err(|e| CliError::at(&e.path, e.message))?;
     let dim = config.model.dim;
     let rows = evenly_spaced(test.labels.len(), gallery_size);

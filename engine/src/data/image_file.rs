@@ -34,6 +34,16 @@ impl Normalization {
 /// Largest width or height decoded: a bigger image is refused before its pixels are allocated.
 pub const MAX_SIDE: u32 = 16384;
 
+/// Most bytes a decoder may allocate for one image (the `image` crate's own default): a
+/// 16384 × 16384 photo with alpha needs 1 GiB and is refused as too large.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Most pixels of the intermediate image of [`ImageTransform::test_view`]. An ordinary photo
+/// resized to a 256-pixel short side has well under a million; only images hundreds of times
+/// wider than tall (or taller than wide) would pass it, and for them only the centre strip that
+/// the crop keeps is resized.
+const MAX_RESIZED_PIXELS: u64 = 16 << 20;
+
 /// Decodes an image file (any format the `image` crate was built with) to 8-bit RGB.
 pub fn decode(path: &Path) -> Result<RgbImage, String> {
     let reader = image::ImageReader::open(path).map_err(|e| one_line(e.to_string()))?;
@@ -58,9 +68,16 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => format!("image too large (at most {MAX_SIDE} pixels a side)"),
+        image::ImageError::Limits(limit) => match limit.kind() {
+            image::error::LimitErrorKind::DimensionError => format!("image too large (at most {MAX_SIDE} pixels a side)"),
+            image::error::LimitErrorKind::InsufficientMemory => {
+                format!("image too large to decode (it needs more than {} MiB)", MAX_DECODE_BYTES >> 20)
+            }
+            _ => one_line(format!("cannot decode: {limit}")),
+        },
         e => one_line(format!("cannot decode: {e}")),
     })?;
     if image.width() == 0 || image.height() == 0 {
@@ -154,10 +171,38 @@ impl ImageTransform {
         let resize = self.resize.max(self.crop) as u64;
         // torchvision truncates the longer side.
         let (rw, rh) = if w <= h { (resize, h * resize / short) } else { (w * resize / short, resize) };
+        if rw * rh > MAX_RESIZED_PIXELS {
+            return self.test_view_of_centre_strip(image, resize);
+        }
         let resized = if (rw, rh) == (w, h) { image.clone() } else { imageops::resize(image, rw as u32, rh as u32, FilterType::Triangle) };
         let crop = self.crop as u64;
         let left = ((rw - crop) as f64 / 2.0).round() as u32;
         let top = ((rh - crop) as f64 / 2.0).round() as u32;
+        imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
+    }
+
+    /// [`test_view`](Self::test_view) of an image so elongated that resizing all of it would
+    /// allocate gigabytes: the centre of the long side that the crop keeps, widened by the
+    /// filter's reach, is cut first and resized alone. Pixels within the filter's reach of the
+    /// strip's ends may differ slightly from resizing the whole image.
+    fn test_view_of_centre_strip(&self, image: &RgbImage, resize: u64) -> RgbImage {
+        let (w, h) = (image.width() as u64, image.height() as u64);
+        let (long, short) = (w.max(h), w.min(h));
+        // Source pixels per output pixel; the triangle filter reaches one of those each way.
+        let reach = short.div_ceil(resize) + 1;
+        let kept = (self.crop as u64 * short).div_ceil(resize);
+        let strip = (kept + 2 * reach).min(long);
+        let start = (long - strip) / 2;
+        let cut = if w > h {
+            imageops::crop_imm(image, start as u32, 0, strip as u32, h as u32).to_image()
+        } else {
+            imageops::crop_imm(image, 0, start as u32, w as u32, strip as u32).to_image()
+        };
+        let strip_out = (strip * resize / short).max(self.crop as u64) as u32;
+        let (rw, rh) = if w > h { (strip_out, resize as u32) } else { (resize as u32, strip_out) };
+        let resized = imageops::resize(&cut, rw, rh, FilterType::Triangle);
+        let left = ((rw - self.crop) as f64 / 2.0).round() as u32;
+        let top = ((rh - self.crop) as f64 / 2.0).round() as u32;
         imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
     }
 
@@ -230,6 +275,31 @@ mod tests {
     }
 
     #[test]
+    fn the_test_view_of_a_very_elongated_image_stays_small() {
+        // 16384 × 1 (a legal size) resized to a 256-pixel short side would be 4,194,304 × 256
+        // pixels, 3 GB. The strip path keeps the centre only and must match the whole-image
+        // resize away from the strip's ends. A horizontal ramp makes every column distinct.
+        let t = transform(256, 224);
+        for (w, h) in [(16384u32, 1u32), (1, 16384), (9000, 3)] {
+            let image = RgbImage::from_fn(w, h, |x, y| Rgb([((x + y) % 251) as u8, ((x * 7 + y * 3) % 253) as u8, 9]));
+            let view = t.test_view(&image);
+            assert_eq!(view.dimensions(), (224, 224), "{w} × {h}");
+        }
+        // Where the whole-image resize is affordable, the strip gives the same centre pixels.
+        let image = RgbImage::from_fn(3000, 12, |x, _| Rgb([(x % 256) as u8, (x / 256) as u8, 0]));
+        let small = transform(16, 16);
+        let whole = small.test_view(&image);
+        let strip = small.test_view_of_centre_strip(&image, 16);
+        assert_eq!(whole.dimensions(), strip.dimensions());
+        for y in 0..16 {
+            for x in 2..14 {
+                let (a, b) = (whole.get_pixel(x, y).0, strip.get_pixel(x, y).0);
+                assert!(a.iter().zip(b).all(|(p, q)| p.abs_diff(q) <= 1), "({x}, {y}): {a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn random_crop_boxes_fit_and_follow_the_area_and_ratio_ranges() {
         let t = transform(256, 224);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
@@ -272,6 +342,23 @@ mod tests {
         assert!(seen[0] > 70 && seen[1] > 70, "{seen:?}");
     }
 
+    /// A PNG signature, its IHDR chunk (8-bit, the given colour type) and a first IDAT chunk of a
+    /// few bytes: what a decoder reads before it knows how much to allocate.
+    fn png_header(width: u32, height: u32, colour: u8) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut header = width.to_be_bytes().to_vec();
+        header.extend(height.to_be_bytes());
+        header.extend([8, colour, 0, 0, 0]);
+        for (kind, data) in [(b"IHDR", header), (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00])] {
+            let mut chunk = kind.to_vec();
+            chunk.extend(data);
+            out.extend((chunk.len() as u32 - 4).to_be_bytes());
+            out.extend(&chunk);
+            out.extend(crate::png::crc32(&crate::png::crc32_table(), &chunk).to_be_bytes());
+        }
+        out
+    }
+
     #[test]
     fn decoding_reports_what_is_wrong() {
         let dir = std::env::temp_dir().join(format!("dml-decode-{}", std::process::id()));
@@ -284,6 +371,15 @@ mod tests {
         std::fs::write(&bad, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
         assert!(decode(&bad).unwrap_err().contains("cannot decode"));
         assert!(decode(&dir.join("missing.png")).is_err());
+        // Within the side limit but past the allocation limit: 16384 × 16384 RGBA is 1 GiB. The
+        // header alone says so, so a PNG header with an empty image body is enough.
+        let big = dir.join("big.png");
+        std::fs::write(&big, png_header(16384, 16384, 6)).unwrap();
+        let message = decode(&big).unwrap_err();
+        assert!(message.contains("512 MiB"), "{message}");
+        std::fs::write(&big, png_header(16385, 1, 2)).unwrap();
+        let message = decode(&big).unwrap_err();
+        assert!(message.contains("16384 pixels a side"), "{message}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -49,12 +49,37 @@ pub enum Inputs {
 }
 
 /// A batch being prepared on a worker thread.
-pub struct Pending<T>(Receiver<T>);
+pub struct Pending<T>(Receiver<std::thread::Result<T>>);
 
 impl<T> Pending<T> {
-    /// Blocks until the batch is ready.
+    /// Blocks until the batch is ready. A panic of the job (a bug: panics of decoders are caught
+    /// per image and become [`BadImage`]s) resumes here, on the thread that waits, as a
+    /// `JoinHandle` would: the worker pool and the process survive it.
     pub fn wait(self) -> T {
-        self.0.recv().expect("a data worker panicked")
+        match self.0.recv().expect("the data worker sends a result or its panic") {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// Decodes and transforms one image file with `view`; a decoder that panics on a hostile or
+/// damaged file (a bug of that decoder, but not one to take the whole run down) gives a
+/// [`BadImage`] for that file like any other decoding error, so `skip_bad_images` skips it.
+fn read_view(path: PathBuf, view: impl FnOnce(&std::path::Path) -> Result<Vec<f32>, String>) -> Result<Vec<f32>, BadImage> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| view(&path))) {
+        Ok(Ok(pixels)) => Ok(pixels),
+        Ok(Err(message)) => Err(BadImage { path, message }),
+        Err(panic) => Err(BadImage { message: format!("the image decoder failed ({})", panic_message(panic.as_ref())), path }),
     }
 }
 
@@ -101,12 +126,13 @@ impl Inputs {
         let (sender, receiver) = sync_channel(1);
         match self.as_ref() {
             Inputs::Grey { .. } => {
-                let _ = sender.send(job(self));
+                let _ = sender.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(self))));
             }
             Inputs::Files { pool, .. } => {
                 let inputs = Arc::clone(self);
+                // Caught here: a panic that leaves a rayon `spawn` aborts the process.
                 pool.spawn(move || {
-                    let _ = sender.send(job(&inputs));
+                    let _ = sender.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&inputs))));
                 });
             }
         }
@@ -125,12 +151,13 @@ impl Inputs {
                     .par_iter()
                     .enumerate()
                     .map(|(position, &i)| {
-                        let path = dataset.root.join(&dataset.train.paths[i]);
-                        let image = image_file::decode(&path).map_err(|message| BadImage { path, message })?;
-                        let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(seed, position as u64, 0x1A6E));
-                        let mut out = Vec::with_capacity(transform.floats_per_image());
-                        transform.write_chw(&transform.train_view(&image, &mut rng), &mut out);
-                        Ok(out)
+                        read_view(dataset.root.join(&dataset.train.paths[i]), |path| {
+                            let image = image_file::decode(path)?;
+                            let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(seed, position as u64, 0x1A6E));
+                            let mut out = Vec::with_capacity(transform.floats_per_image());
+                            transform.write_chw(&transform.train_view(&image, &mut rng), &mut out);
+                            Ok(out)
+                        })
                     })
                     .collect();
                 let labels: Vec<i64> = indices.iter().map(|&i| dataset.train.labels[i]).collect();
@@ -152,11 +179,12 @@ impl Inputs {
                     .clone()
                     .into_par_iter()
                     .map(|i| {
-                        let path = dataset.root.join(&list.paths[i]);
-                        let image = image_file::decode(&path).map_err(|message| BadImage { path, message })?;
-                        let mut out = Vec::with_capacity(transform.floats_per_image());
-                        transform.write_chw(&transform.test_view(&image), &mut out);
-                        Ok(out)
+                        read_view(dataset.root.join(&list.paths[i]), |path| {
+                            let image = image_file::decode(path)?;
+                            let mut out = Vec::with_capacity(transform.floats_per_image());
+                            transform.write_chw(&transform.test_view(&image), &mut out);
+                            Ok(out)
+                        })
                     })
                     .collect();
                 assemble(views, list.labels[items].to_vec(), transform.item_shape(), *skip_bad, false)
@@ -181,10 +209,7 @@ impl InputFormat {
     pub fn read_files(&self, paths: &[PathBuf], skip_bad: bool) -> Result<(Batch, Vec<usize>), BadImage> {
         let views: Vec<Result<Vec<f32>, BadImage>> = paths
             .par_iter()
-            .map(|path| {
-                let image = image_file::decode(path).map_err(|message| BadImage { path: path.clone(), message })?;
-                Ok(self.view(image))
-            })
+            .map(|path| read_view(path.clone(), |path| Ok(self.view(image_file::decode(path)?))))
             .collect();
         let kept: Vec<usize> = views.iter().enumerate().filter(|(_, v)| v.is_ok()).map(|(i, _)| i).collect();
         let batch = assemble(views, vec![0; paths.len()], self.item_shape(), skip_bad, false)?;
@@ -354,6 +379,28 @@ mod tests {
         assert_eq!(alone.labels, vec![1, 1]);
         let test = lenient.test_batch(0, 0..4).unwrap();
         assert_eq!((test.shape[0], test.labels, test.skipped[0].path.clone()), (3, vec![0, 1, 1], dir.join("a1.png")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_panicking_decoder_is_a_bad_image_and_a_panicking_job_does_not_abort() {
+        // A decoder bug on one file: that file's error, which skip_bad_images can skip.
+        let bad = read_view(PathBuf::from("x.jpg"), |_| panic!("index out of bounds in a decoder"));
+        let bad = bad.unwrap_err();
+        assert_eq!(bad.path, PathBuf::from("x.jpg"));
+        assert!(bad.message.contains("the image decoder failed (index out of bounds in a decoder)"), "{}", bad.message);
+        let batch = assemble(vec![Err(bad), Ok(vec![1.0; 3])], vec![0, 0], [3, 1, 1], true, true).unwrap();
+        assert_eq!((batch.labels, batch.skipped.len()), (vec![0, 0], 1));
+
+        // A job that panics on a worker thread (a rayon pool aborts the process on an uncaught
+        // one): the panic reaches the waiting thread, and the pool keeps working.
+        let dir = scratch("panic");
+        let inputs = Arc::new(Inputs::files(dataset(&dir, &[]), transform(), false, 1));
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inputs.prefetch(|_| -> usize { panic!("a bug in a batch job") }).wait()
+        }));
+        assert_eq!(panic_message(waited.unwrap_err().as_ref()), "a bug in a batch job");
+        assert_eq!(inputs.prefetch(|inputs| inputs.train_batch(&[0, 2], 3, false)).wait().unwrap().labels, vec![0, 1]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

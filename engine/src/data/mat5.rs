@@ -1,8 +1,6 @@
 //! A reader for MATLAB level-5 MAT-files (the format of Cars-196's `cars_annos.mat`): numeric,
 //! character, struct and cell arrays, compressed (miCOMPRESSED) or not, either byte order.
 
-use std::io::Read;
-
 /// One MATLAB array. `dims` are MATLAB's (column-major) dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MatValue {
@@ -101,6 +99,10 @@ impl<'a> Reader<'a> {
         self.at >= self.bytes.len()
     }
 
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.at)
+    }
+
     fn next(&mut self) -> Result<Element<'a>, MatError> {
         let first = self.u32_at(self.at)?;
         if first >> 16 != 0 {
@@ -115,11 +117,11 @@ impl<'a> Reader<'a> {
         }
         let size = self.u32_at(self.at + 4)? as usize;
         let start = self.at + 8;
-        let data = self.bytes.get(start..start + size).ok_or_else(|| {
+        let data = start.checked_add(size).and_then(|end| self.bytes.get(start..end)).ok_or_else(|| {
             MatError(format!("element at byte {} declares {size} bytes, {} remain", self.at, self.bytes.len().saturating_sub(start)))
         })?;
         // Compressed elements are not padded; all others end on an 8-byte boundary.
-        self.at = if first == MI_COMPRESSED { start + size } else { start + size.div_ceil(8) * 8 };
+        self.at = if first == MI_COMPRESSED { start + size } else { start.saturating_add(size.div_ceil(8) * 8) };
         Ok(Element { kind: first, data })
     }
 }
@@ -151,26 +153,45 @@ fn numbers(e: &Element, big_endian: bool) -> Result<Vec<f64>, MatError> {
     })
 }
 
-fn matrix(data: &[u8], big_endian: bool) -> Result<(String, MatValue), MatError> {
+/// Deepest nesting of cells and structs read; MATLAB's own files rarely pass 5.
+pub const MAX_DEPTH: usize = 64;
+
+/// Largest inflated compressed variable (1 GiB); Cars-196's annotations are 1 MB.
+pub const MAX_INFLATED: u64 = 1 << 30;
+
+/// An array element's contents; `depth` counts the cells and structs around it.
+fn matrix(data: &[u8], big_endian: bool, depth: usize) -> Result<(String, MatValue), MatError> {
+    if depth > MAX_DEPTH {
+        return err(format!("cells or structs nested more than {MAX_DEPTH} deep"));
+    }
     if data.is_empty() {
         return Ok((String::new(), MatValue::Numeric { dims: vec![0, 0], data: Vec::new() }));
     }
     let mut r = Reader { bytes: data, at: 0, big_endian };
     let flags = numbers(&r.next()?, big_endian)?;
     let class = *flags.first().ok_or_else(|| MatError("array without flags".into()))? as u32 & 0xFF;
-    let dims: Vec<usize> = numbers(&r.next()?, big_endian)?.iter().map(|&d| d as usize).collect();
+    let dims: Vec<usize> = numbers(&r.next()?, big_endian)?
+        .iter()
+        .map(|&d| if d >= 0.0 && d <= u32::MAX as f64 { Ok(d as usize) } else { err(format!("dimension {d}")) })
+        .collect::<Result<_, _>>()?;
     let name_element = r.next()?;
     let name = String::from_utf8_lossy(name_element.data).trim_end_matches('\0').to_string();
-    let count: usize = dims.iter().product();
+    let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| MatError(format!("dimensions {dims:?} overflow")))?;
+    // Each cell item and struct field value is an element of at least 8 bytes: a count the bytes
+    // left cannot hold is a false claim, refused before anything is allocated for it.
+    let holds = |items: usize, r: &Reader| items.checked_mul(8).is_some_and(|b| b <= r.remaining());
     let value = match class {
         1 => {
+            if !holds(count, &r) {
+                return err(format!("cell `{name}` declares {count} items in {} bytes", r.remaining()));
+            }
             let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 let e = r.next()?;
                 if e.kind != MI_MATRIX {
                     return err("cell item is not an array");
                 }
-                items.push(matrix(e.data, big_endian)?.1);
+                items.push(matrix(e.data, big_endian, depth + 1)?.1);
             }
             MatValue::Cell { dims, items }
         }
@@ -184,6 +205,9 @@ fn matrix(data: &[u8], big_endian: bool) -> Result<(String, MatValue), MatError>
             }
             let fields: Vec<String> =
                 names.data.chunks(field_len).map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_string()).collect();
+            if !count.checked_mul(fields.len().max(1)).is_some_and(|n| holds(n, &r)) {
+                return err(format!("struct `{name}` declares {count} elements of {} fields in {} bytes", fields.len(), r.remaining()));
+            }
             let mut elements = Vec::with_capacity(count);
             for _ in 0..count {
                 let mut values = Vec::with_capacity(fields.len());
@@ -192,7 +216,7 @@ fn matrix(data: &[u8], big_endian: bool) -> Result<(String, MatValue), MatError>
                     if e.kind != MI_MATRIX {
                         return err("struct field value is not an array");
                     }
-                    values.push(matrix(e.data, big_endian)?.1);
+                    values.push(matrix(e.data, big_endian, depth + 1)?.1);
                 }
                 elements.push(values);
             }
@@ -237,18 +261,17 @@ pub fn read(bytes: &[u8]) -> Result<Vec<(String, MatValue)>, MatError> {
     while !r.done() {
         let e = r.next()?;
         match e.kind {
-            MI_MATRIX => variables.push(matrix(e.data, big_endian)?),
+            MI_MATRIX => variables.push(matrix(e.data, big_endian, 0)?),
             MI_COMPRESSED => {
-                let mut inflated = Vec::new();
-                flate2::read::ZlibDecoder::new(e.data)
-                    .read_to_end(&mut inflated)
+                let limit = crate::io::inflate_limit(e.data.len(), MAX_INFLATED);
+                let inflated = crate::io::read_to_end_at_most(flate2::read::ZlibDecoder::new(e.data), limit, "the inflated variable")
                     .map_err(|e| MatError(format!("compressed variable: {e}")))?;
                 let mut inner = Reader { bytes: &inflated, at: 0, big_endian };
                 let e = inner.next()?;
                 if e.kind != MI_MATRIX {
                     return err("compressed element does not hold an array");
                 }
-                variables.push(matrix(e.data, big_endian)?);
+                variables.push(matrix(e.data, big_endian, 0)?);
             }
             other => return err(format!("unexpected top-level element type {other}")),
         }

@@ -23,7 +23,7 @@ pub use augment::GreyTransform;
 pub use fashion_mnist::{DatasetError, GreyImages};
 pub use image_file::{ImageTransform, Normalization};
 pub use image_list::{ImageDataset, ImageList, ListError, TestSet};
-pub use inputs::{BadImage, Batch, InputFormat, Inputs, Pending, TestPart};
+pub use inputs::{BadImage, Batch, InputFormat, Inputs, Pending, TestPart, panic_message};
 pub use sampler::{PkSampler, SamplerError, SamplerState};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

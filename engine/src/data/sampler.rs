@@ -40,6 +40,8 @@ pub enum SamplerError {
         if *classes == 1 { "" } else { "es" }
     )]
     TooFewClasses { p: usize, classes: usize },
+    #[error("the checkpoint's sampler is at class {cursor} of an epoch of {classes} classes: not a checkpoint of this training set")]
+    BadCursor { cursor: usize, classes: usize },
 }
 
 pub(crate) fn mix(a: u64, b: u64, c: u64) -> u64 {
@@ -73,10 +75,15 @@ impl PkSampler {
         self.state
     }
 
-    /// Continues from a saved state.
-    pub fn resume(&mut self, state: SamplerState) {
+    /// Continues from a saved state; a cursor past this training set's classes (a damaged
+    /// checkpoint, or one of another set) is refused before it indexes past the class order.
+    pub fn resume(&mut self, state: SamplerState) -> Result<(), SamplerError> {
+        if state.cursor > self.classes.len() {
+            return Err(SamplerError::BadCursor { cursor: state.cursor, classes: self.classes.len() });
+        }
         self.state = state;
         self.order = self.epoch_order(state.epoch);
+        Ok(())
     }
 
     pub fn batch_size(&self) -> usize {
@@ -185,7 +192,7 @@ mod tests {
         }
         let saved = c.state();
         let mut d = PkSampler::new(&y, 3, 2, 9).unwrap();
-        d.resume(saved);
+        d.resume(saved).unwrap();
         assert_eq!(first[7..], (7..20).map(|_| d.next_batch()).collect::<Vec<_>>()[..]);
         let mut other = PkSampler::new(&y, 3, 2, 10).unwrap();
         assert_ne!(first, (0..20).map(|_| other.next_batch()).collect::<Vec<_>>());

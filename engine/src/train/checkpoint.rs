@@ -21,6 +21,43 @@ pub struct TrainState {
     pub sampler: SamplerState,
     /// Forward calls of a loss with its own random stream (margin's negative sampling).
     pub loss_calls: u64,
+    /// What the run trained on; absent in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_set: Option<TrainSetSummary>,
+}
+
+/// The training split a run started on: a resumed run must see the same one, or its sampler
+/// cursor and the label of every class would mean something else (an image folder whose class
+/// folders changed, say).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainSetSummary {
+    pub images: usize,
+    pub classes: usize,
+    /// FNV-1a of every image's path (photo datasets) and label, in list order, in hex.
+    pub digest: String,
+}
+
+impl TrainSetSummary {
+    /// The summary of a training split: its labels and, for photo datasets, its file paths.
+    pub fn of(labels: &[i64], paths: Option<&[std::path::PathBuf]>) -> Self {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        for (i, label) in labels.iter().enumerate() {
+            if let Some(path) = paths.and_then(|p| p.get(i)) {
+                // `/`-joined components: the same digest on every system.
+                let text: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                eat(text.join("/").as_bytes());
+                eat(&[0]);
+            }
+            eat(&label.to_le_bytes());
+        }
+        let classes = labels.iter().collect::<std::collections::BTreeSet<_>>().len();
+        Self { images: labels.len(), classes, digest: format!("{hash:016x}") }
+    }
 }
 
 pub struct Checkpoint {
@@ -91,7 +128,7 @@ mod tests {
     #[test]
     fn round_trip_and_truncation() {
         let checkpoint = Checkpoint {
-            state: TrainState { iteration: 7, sampler: SamplerState { epoch: 1, cursor: 2, batches: 7 }, loss_calls: 7 },
+            state: TrainState { iteration: 7, sampler: SamplerState { epoch: 1, cursor: 2, batches: 7 }, loss_calls: 7, train_set: None },
             model: vec![1, 2, 3],
             optimizer: vec![4, 5],
         };

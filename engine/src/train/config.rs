@@ -286,6 +286,37 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        // Every float, wherever it is (loss parameters included), is a number: `nan` and `inf`
+        // are TOML floats, and would pass the comparisons below or poison training silently.
+        if let Some((path, value)) = non_finite_float(&toml::Value::try_from(self).expect("a config is TOML"), "") {
+            return bad(format!("{path} = {value}: must be a finite number"));
+        }
+        // Sizes that allocate, bounded far above any published setting and below what would
+        // exhaust memory before the first iteration.
+        for (name, value, max) in [
+            ("sampler.p", self.sampler.p, MAX_P),
+            ("sampler.k", self.sampler.k, MAX_K),
+            ("model.dim", self.model.dim, MAX_DIM),
+            ("augment.crop", self.augment.crop as usize, MAX_CROP),
+            ("augment.resize", self.augment.resize as usize, MAX_RESIZE),
+            ("data.workers", self.data.workers, MAX_WORKERS),
+            ("data.prefetch", self.data.prefetch, MAX_PREFETCH),
+            ("eval.batch_size", self.eval.batch_size, MAX_EVAL_BATCH),
+            ("eval.ks (largest)", self.eval.ks.iter().copied().max().unwrap_or(1), MAX_K_OF_RECALL),
+            ("eval.ks (count)", self.eval.ks.len(), MAX_KS),
+        ] {
+            if value > max {
+                return bad(format!("{name} = {value}: at most {max}"));
+            }
+        }
+        if self.sampler.p * self.sampler.k > MAX_BATCH {
+            return bad(format!(
+                "sampler.p × sampler.k = {} × {} = {} images a batch: at most {MAX_BATCH}",
+                self.sampler.p,
+                self.sampler.k,
+                self.sampler.p * self.sampler.k
+            ));
+        }
         if self.model.pretrained.is_some() && self.model.backbone == crate::model::BackboneKind::SmallCnn {
             return bad("model.pretrained: the small CNN has no pretrained weights; choose an ImageNet backbone (--backbone)".into());
         }
@@ -345,6 +376,31 @@ impl TrainConfig {
     }
 }
 
+/// Upper bounds of the sizes in a config (see [`TrainConfig::validate`]). Published recipes use
+/// P ≤ 128, K ≤ 16, batches ≤ 1,000, dim ≤ 2,048 and 224–299-pixel crops.
+pub const MAX_P: usize = 100_000;
+pub const MAX_K: usize = 10_000;
+pub const MAX_BATCH: usize = 100_000;
+pub const MAX_DIM: usize = 65_536;
+pub const MAX_CROP: usize = 4_096;
+pub const MAX_RESIZE: usize = 8_192;
+pub const MAX_WORKERS: usize = 1_024;
+pub const MAX_PREFETCH: usize = 64;
+pub const MAX_EVAL_BATCH: usize = 100_000;
+pub const MAX_K_OF_RECALL: usize = 1_000_000;
+pub const MAX_KS: usize = 1_000;
+
+/// The first float in `value` that is NaN or infinite, with its dotted path.
+fn non_finite_float(value: &toml::Value, path: &str) -> Option<(String, f64)> {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some((path.to_string(), *f)),
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| non_finite_float(v, &join(k))),
+        toml::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| non_finite_float(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
 /// A TOML error as one line: where in `text` (line and column, from 1) and what.
 fn one_line(e: &toml::de::Error, text: &str) -> String {
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return e.message().to_string() };
@@ -381,6 +437,35 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        TrainConfig::default().with_overrides(&overrides).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn every_float_must_be_finite_and_sizes_have_upper_bounds() {
+        assert!(refused(&["loss.beta=nan"]).contains("loss.beta = NaN: must be a finite number"));
+        assert!(refused(&["loss.name=margin", "loss.beta=inf"]).contains("loss.beta = inf: must be a finite number"));
+        assert!(refused(&["augment.crop_ratio=[0.5, inf]"]).contains("augment.crop_ratio[1] = inf"));
+        assert!(refused(&["optimizer.lr_gamma=-inf"]).contains("optimizer.lr_gamma = -inf"));
+        assert!(refused(&["augment.crop=100000", "augment.resize=100000"]).contains("augment.crop = 100000: at most 4096"));
+        assert!(refused(&["sampler.p=1000", "sampler.k=1000"]).contains("1000 × 1000 = 1000000 images a batch: at most 100000"));
+        assert!(refused(&["model.dim=1000000"]).contains("model.dim = 1000000: at most 65536"));
+        assert!(refused(&["data.prefetch=1000000"]).contains("data.prefetch = 1000000: at most 64"));
+        assert!(refused(&["data.workers=99999"]).contains("data.workers = 99999"));
+        assert!(refused(&["eval.batch_size=10000000"]).contains("eval.batch_size = 10000000"));
+        assert!(refused(&["eval.ks=[1, 100000000]"]).contains("eval.ks (largest) = 100000000"));
+        // The same rules hold for a config file.
+        let file = TrainConfig::default().to_toml().replace("prefetch = 2", "prefetch = 100");
+        assert!(TrainConfig::from_toml(&file).unwrap_err().to_string().contains("data.prefetch = 100: at most 64"));
+        // Published settings pass.
+        let overrides: Vec<String> = ["sampler.p=16", "sampler.k=5", "augment.crop=227", "augment.resize=256", "model.dim=512"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        TrainConfig::default().with_overrides(&overrides).unwrap();
+    }
 
     #[test]
     fn default_round_trips_through_toml() {

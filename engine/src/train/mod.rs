@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Module;
 
-pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
+pub use checkpoint::{Checkpoint, CheckpointError, TrainSetSummary, TrainState};
 pub use config::{
     AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind, RunConfig, SamplerConfig, TrainConfig,
 };
@@ -75,8 +75,11 @@ fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<(), RunError> {
     let write = |path: std::path::PathBuf, bytes: &[u8]| {
         crate::io::write_atomically(&path, bytes).map_err(|source| RunError::Write { path, source })
     };
-    write(run.model_path(), &checkpoint.model)?;
-    write(run.checkpoint_path(), &checkpoint.to_bytes())
+    // The checkpoint first: a crash between the two writes then leaves a model one save older
+    // than its checkpoint (re-written by the next save, or the end of the run), never a model
+    // newer than any checkpoint, which a resumed run would silently train over.
+    write(run.checkpoint_path(), &checkpoint.to_bytes())?;
+    write(run.model_path(), &checkpoint.model)
 }
 
 fn report_skipped(trainer: &mut Trainer, observer: &mut dyn TrainObserver) {

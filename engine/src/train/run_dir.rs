@@ -68,21 +68,26 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the folder for a new run and writes its `config.toml`; refuses a folder that
-    /// already holds a run.
-    /// A folder under `root` for a new run, named by the local time (`2026-11-27_21-35-12`, with
-    /// `-2`, `-3`, … when that exists already).
-    pub fn fresh_path(root: &Path) -> PathBuf {
+    /// A new, empty folder under `root` for a new run, named by the local time
+    /// (`2026-11-27_21-35-12`, with `-2`, `-3`, … when that exists already). The folder is
+    /// created here, by a call that fails when it exists: two runs started in the same second
+    /// (two terminals, the app and a terminal) get different folders.
+    pub fn claim_fresh(root: &Path) -> Result<PathBuf, RunDirError> {
+        fs::create_dir_all(root).map_err(|e| RunDirError::new(root, e))?;
         let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-        let mut candidate = root.join(&stamp);
-        let mut n = 2;
-        while candidate.exists() {
-            candidate = root.join(format!("{stamp}-{n}"));
-            n += 1;
+        for n in 1u32.. {
+            let candidate = if n == 1 { root.join(&stamp) } else { root.join(format!("{stamp}-{n}")) };
+            match fs::create_dir(&candidate) {
+                Ok(()) => return Ok(candidate),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(RunDirError::new(&candidate, e)),
+            }
         }
-        candidate
+        unreachable!("some suffix is free")
     }
 
+    /// Creates the folder for a new run (or uses the empty one [`claim_fresh`](Self::claim_fresh)
+    /// made) and writes its `config.toml`; refuses a folder that already holds a run.
     pub fn create(path: &Path, config: &TrainConfig) -> Result<Self, RunDirError> {
         let run = Self { path: path.to_path_buf() };
         if run.config_path().exists() {
@@ -107,6 +112,8 @@ impl RunDir {
         if !run.config_path().exists() {
             return Err(RunDirError::new(path, "not a dml run folder (no config.toml)"));
         }
+        // The leftovers of a run killed mid-write (each up to a checkpoint's size) go now.
+        crate::io::sweep_temporaries(path, crate::io::STALE_TEMPORARY);
         Ok(run)
     }
 
@@ -205,6 +212,35 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_started_in_the_same_second_get_their_own_folders() {
+        let root = std::env::temp_dir().join(format!("dml-claim-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let claims: Vec<PathBuf> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8).map(|_| scope.spawn(|| RunDir::claim_fresh(&root).unwrap())).collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let distinct: std::collections::BTreeSet<&PathBuf> = claims.iter().collect();
+        assert_eq!(distinct.len(), 8, "{claims:?}");
+        for path in &claims {
+            assert!(path.is_dir());
+            RunDir::create(path, &TrainConfig::default()).unwrap();
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn opening_a_run_sweeps_the_temporary_files_of_a_killed_one() {
+        let root = std::env::temp_dir().join(format!("dml-sweep-run-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let run = RunDir::create(&root, &TrainConfig::default()).unwrap();
+        let left = root.join(".checkpoint.dml.tmp12345");
+        fs::File::create(&left).unwrap().set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+        RunDir::open(run.path()).unwrap();
+        assert!(!left.exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn metrics_lines_have_the_documented_shape() {

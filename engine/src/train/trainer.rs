@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::checkpoint::{Checkpoint, TrainState};
+use super::checkpoint::{Checkpoint, TrainSetSummary, TrainState};
 use super::config::TrainConfig;
 use super::evaluation::{EmbedError, EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
@@ -31,6 +31,11 @@ pub enum TrainError {
     NonFinite { iteration: u64, what: String },
     #[error("checkpoint: {0}")]
     Record(#[from] RecordError),
+    #[error(
+        "the training set changed since the run started ({} images of {} classes then, {} of {} now): resuming would train on other classes under the same labels; start a new run",
+        then.images, then.classes, now.images, now.classes
+    )]
+    TrainSetChanged { then: TrainSetSummary, now: TrainSetSummary },
     /// An evaluation's progress callback asked to stop before the test images were all embedded.
     #[error("evaluation stopped")]
     EvaluationStopped,
@@ -127,7 +132,13 @@ impl Trainer {
         trainer.model = Some(model);
         let optim_record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
         trainer.optimizer = trainer.optimizer.load_record(optim_record);
-        trainer.sampler.resume(checkpoint.state.sampler);
+        if let Some(started_on) = &checkpoint.state.train_set {
+            let now = trainer.train_set();
+            if *started_on != now {
+                return Err(TrainError::TrainSetChanged { then: started_on.clone(), now });
+            }
+        }
+        trainer.sampler.resume(checkpoint.state.sampler)?;
         trainer.loss.set_random_calls(checkpoint.state.loss_calls);
         trainer.iteration = checkpoint.state.iteration;
         Ok(trainer)
@@ -237,9 +248,23 @@ impl Trainer {
         Ok(self.model().valid().into_record().into_bytes()?.to_vec())
     }
 
+    /// The summary of the training split, as a checkpoint records it.
+    pub fn train_set(&self) -> TrainSetSummary {
+        let paths = match self.inputs.as_ref() {
+            Inputs::Files { dataset, .. } => Some(&dataset.train.paths[..]),
+            Inputs::Grey { .. } => None,
+        };
+        TrainSetSummary::of(self.inputs.train_labels(), paths)
+    }
+
     pub fn checkpoint(&self) -> Result<Checkpoint, TrainError> {
         Ok(Checkpoint {
-            state: TrainState { iteration: self.iteration, sampler: self.sampler_state(), loss_calls: self.loss.random_calls() },
+            state: TrainState {
+                iteration: self.iteration,
+                sampler: self.sampler_state(),
+                loss_calls: self.loss.random_calls(),
+                train_set: Some(self.train_set()),
+            },
             model: self.model_bytes()?,
             optimizer: self.optimizer.to_record().into_bytes()?.to_vec(),
         })
