@@ -139,6 +139,10 @@ fn bad_inputs_give_one_clear_error() {
     let nan: Vec<u8> = [1.0f32, 0.0, f32::NAN, 1.0, 0.5, 0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
     npy(&dir.join("nan.npy"), "<f4", "(3, 2)", &nan);
     fs::write(dir.join("text.npy"), "just text").unwrap();
+    // Shapes that claim more than the file holds: one wraps to 0 bytes in unchecked arithmetic.
+    npy(&dir.join("wrap.npy"), "<f4", "(4, 4611686018427387904)", &[]);
+    npy(&dir.join("claims.npy"), "<f4", "(100000000, 512)", &[0u8; 64]);
+    npy(&dir.join("accent.npy"), "éf4", "(3, 2)", &[0u8; 24]);
 
     let run = |e: &str, l: &str| {
         vec!["metrics".to_string(), "--embeddings".into(), p(e), "--labels".into(), p(l), "--backend".into(), "cpu".into()]
@@ -158,5 +162,8 @@ fn bad_inputs_give_one_clear_error() {
     check("e.npy", "l2.npy", "l2.npy", "2 labels");
     check("short.npy", "l.npy", "short.npy", "truncated");
     check("nan.npy", "l.npy", "nan.npy", "non-finite value NaN at row 1");
+    check("wrap.npy", "l.npy", "wrap.npy", "too large to address");
+    check("claims.npy", "l.npy", "claims.npy", "needs 204800000000 bytes, file has 64");
+    check("accent.npy", "l.npy", "accent.npy", "unsupported dtype `éf4`");
     fs::remove_dir_all(dir).unwrap();
 }

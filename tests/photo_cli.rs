@@ -224,6 +224,124 @@ fn in_shop_evaluates_queries_against_the_gallery() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The mean colour of the centred square of an image: what survives every thumbnail and view.
+fn centre_colour(image: &RgbImage) -> [f64; 3] {
+    let side = image.width().min(image.height());
+    let (left, top) = ((image.width() - side) / 2, (image.height() - side) / 2);
+    let mut sum = [0f64; 3];
+    for y in top + side / 4..top + 3 * side / 4 {
+        for x in left + side / 4..left + 3 * side / 4 {
+            for (total, value) in sum.iter_mut().zip(image.get_pixel(x, y).0) {
+                *total += value as f64;
+            }
+        }
+    }
+    sum.map(|s| s / ((side / 2) * (side / 2)) as f64)
+}
+
+fn assert_same_colour(a: [f64; 3], b: [f64; 3], what: &str) {
+    assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 12.0), "{what}: {a:?} vs {b:?}");
+}
+
+#[test]
+fn in_shop_with_more_gallery_than_queries_and_a_skipped_image_end_to_end() {
+    let dir = scratch("photo-inshop-gallery");
+    let root = dir.join("inshop");
+    let mut lines = Vec::new();
+    // 4 queries, 7 gallery images; item 7's second gallery image is damaged.
+    for (item, status, n) in
+        [(1, "train", 5), (2, "train", 5), (4, "train", 5), (7, "query", 2), (9, "query", 2), (7, "gallery", 4), (9, "gallery", 3)]
+    {
+        for k in 0..n {
+            let rel = format!("img/WOMEN/Tees/id_{item:08}/{k:02}_{status}.jpg");
+            photo(&root.join(&rel), item, k + if status == "gallery" { 10 } else { 0 });
+            lines.push(format!("{rel} id_{item:08} {status}"));
+        }
+    }
+    let damaged = "img/WOMEN/Tees/id_00000007/01_gallery.jpg";
+    fs::write(root.join(damaged), b"\xFF\xD8\xFF\xE0 not a JPEG").unwrap();
+    fs::write(
+        root.join("list_eval_partition.txt"),
+        format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n")),
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let out = train(&root, "inshop", &run_dir, &["--skip-bad-images"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 query images, 7 gallery images"));
+
+    // The run says which file each row came from; the damaged one is not among them.
+    let gallery = npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap();
+    let labels = npy::read_labels(&run_dir.join("labels.npy")).unwrap();
+    let rows: Vec<String> = fs::read_to_string(run_dir.join("embeddings.txt")).unwrap().lines().map(str::to_string).collect();
+    let query_rows: Vec<String> = fs::read_to_string(run_dir.join("query_embeddings.txt")).unwrap().lines().map(str::to_string).collect();
+    assert_eq!((gallery.rows, labels.len(), rows.len(), query_rows.len()), (6, 6, 6, 4));
+    assert!(!rows.iter().any(|r| r == damaged) && rows.iter().all(|r| r.ends_with("_gallery.jpg")), "{rows:?}");
+    assert!(query_rows.iter().all(|r| r.ends_with("_query.jpg")), "{query_rows:?}");
+    for (row, label) in rows.iter().zip(&labels) {
+        assert!(row.contains(&format!("id_{label:08}")), "row {row} has label {label}");
+    }
+    let sources: Vec<RgbImage> = rows.iter().map(|r| dml_engine::image::open(root.join(r)).unwrap().to_rgb8()).collect();
+
+    // eval repeats the run's numbers, skipping the same image.
+    let json: Value =
+        serde_json::from_str(ok(&dml(&["eval", "--run", run_dir.to_str().unwrap(), "--json", "--skip-bad-images"])).trim()).unwrap();
+    let last = evals(&run_dir).pop().unwrap();
+    assert!((json["map_at_r"].as_f64().unwrap() - last["map_at_r"].as_f64().unwrap()).abs() < 1e-6, "{json} vs {last}");
+
+    // embed lists what it embedded, the damaged file left out.
+    let e = dir.join("e.npy");
+    let gallery_folder = root.join("img/WOMEN/Tees/id_00000007");
+    ok(&dml(&[
+        "embed",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--out",
+        e.to_str().unwrap(),
+        "--skip-bad-images",
+        "--images",
+        gallery_folder.to_str().unwrap(),
+    ]));
+    let embedded: Vec<String> = fs::read_to_string(dir.join("e.txt")).unwrap().lines().map(str::to_string).collect();
+    assert_eq!((npy::read_matrix(&e).unwrap().rows, embedded.len()), (5, 5));
+    assert!(!embedded.iter().any(|f| f.ends_with("01_gallery.jpg")), "{embedded:?}");
+
+    // The projector's sprite shows, cell by cell, the gallery image of each row.
+    let projector = dir.join("projector");
+    ok(&dml(&["export", "--run", run_dir.to_str().unwrap(), "--projector", projector.to_str().unwrap(), "--skip-bad-images"]));
+    let metadata: Vec<String> = fs::read_to_string(projector.join("metadata.tsv")).unwrap().lines().skip(1).map(str::to_string).collect();
+    assert_eq!(metadata.iter().map(|l| l.split('\t').next().unwrap().parse::<i64>().unwrap()).collect::<Vec<_>>(), labels);
+    let sprite = dml_engine::image::open(projector.join("sprite.png")).unwrap().to_rgb8();
+    let per_row = 3; // ⌈√6⌉
+    for (i, source) in sources.iter().enumerate() {
+        let cell = dml_engine::image::imageops::crop_imm(&sprite, (i % per_row * 64) as u32, (i / per_row * 64) as u32, 64, 64).to_image();
+        assert_same_colour(centre_colour(&cell), centre_colour(source), &format!("sprite cell {i} ({})", rows[i]));
+    }
+
+    // The web demo's gallery: the gallery rows' images, labels and embeddings.
+    let web = dir.join("web");
+    ok(&dml(&["export", "--run", run_dir.to_str().unwrap(), "--web", web.to_str().unwrap(), "--skip-bad-images"]));
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(web.join("manifest.json")).unwrap()).unwrap();
+    let images = manifest["images"].as_array().unwrap();
+    assert_eq!(images.len(), 6);
+    assert_eq!(npy::read_labels(&web.join("labels.npy")).unwrap(), labels);
+    for (i, image) in images.iter().enumerate() {
+        let row = manifest["test_rows"][i].as_u64().unwrap() as usize;
+        let exported = dml_engine::image::open(web.join(image.as_str().unwrap())).unwrap().to_rgb8();
+        assert_same_colour(centre_colour(&exported), centre_colour(&sources[row]), &format!("web image {i}"));
+    }
+    // It refuses to write into the run folder.
+    assert_error(&dml(&["export", "--run", run_dir.to_str().unwrap(), "--web", run_dir.to_str().unwrap()]), "run", "is a run folder");
+
+    // The app's thumbnails: row i is the file of row i.
+    let app_run = dml_app::run_data::RunData::open(&run_dir).unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(app_run.row_file(i).unwrap(), root.join(row), "thumbnail of row {i}");
+    }
+    assert_eq!(app_run.row_file(6), None);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_corrupt_image_stops_the_run_unless_skipped() {
     let dir = scratch("photo-corrupt");
@@ -384,5 +502,33 @@ fn names_that_are_not_utf8_train_and_are_refused_where_written_as_text() {
         .output()
         .unwrap();
     assert_error(&out, "sum", "--root is not valid UTF-8");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_refuses_a_folder_whose_classes_changed_and_restarts_a_run_without_checkpoint() {
+    let dir = scratch("photo-resume-changed");
+    let root = dir.join("photos");
+    folder_tree(&root);
+    let run_dir = dir.join("run");
+    ok(&train(&root, "folder", &run_dir, &[]));
+    // A class folder added since, sorting first: as many classes and images train as before,
+    // but other ones under the same labels.
+    for item in 0..8 {
+        photo(&root.join("0-new").join(format!("{item}.jpg")), 7, item);
+    }
+    let out = dml(&["train", "--resume", run_dir.to_str().unwrap(), "--iterations", "9"]);
+    assert_error(&out, "photos", "the training set changed since the run started (24 images of 3 classes then, 24 of 3 now)");
+    fs::remove_dir_all(root.join("0-new")).unwrap();
+
+    // A run killed before its first checkpoint starts over in its folder.
+    fs::remove_file(run_dir.join("checkpoint.dml")).unwrap();
+    let out = dml(&["train", "--resume", run_dir.to_str().unwrap()]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no checkpoint yet (the run stopped before its first one); starting it from iteration 0")
+    );
+    assert!(run_dir.join("checkpoint.dml").exists());
     fs::remove_dir_all(&dir).unwrap();
 }

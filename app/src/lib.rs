@@ -10,7 +10,8 @@ pub mod thumbnails;
 pub mod training;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
@@ -42,6 +43,16 @@ pub struct DmlApp {
     pub form: training::TrainForm,
     pub training: Option<training::BackgroundRun>,
     training_error: Option<String>,
+    /// A run being read on another thread (its dataset list and embeddings can take seconds).
+    opening: Option<Opening>,
+}
+
+/// A run folder being opened in the background; superseded (and its result dropped) when
+/// another is opened before it is done.
+struct Opening {
+    path: PathBuf,
+    result: Arc<Mutex<Option<Result<RunData, String>>>>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl DmlApp {
@@ -62,10 +73,12 @@ impl DmlApp {
             form: training::TrainForm::default(),
             training: None,
             training_error: None,
+            opening: None,
         };
         app.rescan();
+        // Before the window exists: read here, so that it opens showing the run.
         if let Some(run) = run {
-            app.open(run);
+            app.show_opened(RunData::open(run));
         }
         app
     }
@@ -75,8 +88,42 @@ impl DmlApp {
         self.scanned = Some(Instant::now());
     }
 
-    pub fn open(&mut self, path: &Path) {
-        match RunData::open(path) {
+    /// Opens the run folder at `path` on another thread; the window shows it when it is read.
+    /// An opening still under way is superseded.
+    pub fn open(&mut self, path: &Path, ctx: &egui::Context) {
+        if let Some(previous) = self.opening.take() {
+            previous.cancelled.store(true, Ordering::SeqCst);
+        }
+        let result = Arc::new(Mutex::new(None));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (slot, stop, ctx, folder) = (result.clone(), cancelled.clone(), ctx.clone(), path.to_path_buf());
+        std::thread::spawn(move || {
+            let opened = std::panic::catch_unwind(|| RunData::open(&folder)).unwrap_or_else(|panic| {
+                Err(format!("{}: reading the run failed ({})", folder.display(), dml_engine::data::panic_message(panic.as_ref())))
+            });
+            if !stop.load(Ordering::SeqCst) {
+                *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
+                ctx.request_repaint();
+            }
+        });
+        self.opening = Some(Opening { path: path.to_path_buf(), result, cancelled });
+    }
+
+    /// Whether a run is being opened.
+    pub fn opening(&self) -> bool {
+        self.opening.is_some()
+    }
+
+    /// Takes the run opened in the background, if it is ready.
+    fn poll_opening(&mut self) {
+        let Some(opening) = &self.opening else { return };
+        let Some(opened) = opening.result.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else { return };
+        self.opening = None;
+        self.show_opened(opened);
+    }
+
+    fn show_opened(&mut self, opened: Result<RunData, String>) {
+        match opened {
             Ok(run) => {
                 self.embeddings = run.embeddings.clone().map(Arc::new);
                 self.run = Some(run);
@@ -107,9 +154,9 @@ impl DmlApp {
                 self.refreshed = Some(Instant::now());
                 // A run that finished since it was opened, or whose embeddings were rewritten after
                 // a failed read: load its test embeddings.
-                if run.embeddings_due() {
+                if run.embeddings_due() && self.opening.is_none() {
                     let path = run.path.clone();
-                    self.open(&path);
+                    self.open(&path, ctx);
                 }
             }
             if training {
@@ -161,7 +208,7 @@ impl DmlApp {
             }
         });
         if let Some(path) = open {
-            self.open(&path);
+            self.open(&path, ui.ctx());
         }
     }
 
@@ -199,10 +246,9 @@ impl DmlApp {
             let map_size = egui::vec2((ui.available_width() - legend_width).max(100.0), ui.available_height());
             ui.allocate_ui(map_size, |ui| {
                 let thumbnails = &mut self.thumbnails;
-                let inputs = run.inputs.as_deref();
                 let labels = &embeddings.labels;
                 let mut hover = |ui: &mut egui::Ui, i: usize| {
-                    if let Some(texture) = thumbnails.get(ui.ctx(), inputs, i) {
+                    if let Some(texture) = thumbnails.get(ui.ctx(), run, i) {
                         ui.add(egui::Image::new(&texture).fit_to_exact_size(egui::vec2(96.0, 96.0)));
                     }
                     ui.label(format!("#{i}  {}", run.class_name(labels[i])));
@@ -239,8 +285,7 @@ impl DmlApp {
         };
         let run = self.run.as_ref().expect("embeddings come with a run");
         let thumbnails = &mut self.thumbnails;
-        let inputs = run.inputs.as_deref();
-        let mut show = |ui: &mut egui::Ui, i: usize, side: f32| match thumbnails.get(ui.ctx(), inputs, i) {
+        let mut show = |ui: &mut egui::Ui, i: usize, side: f32| match thumbnails.get(ui.ctx(), run, i) {
             Some(texture) => {
                 ui.add(egui::Image::new(&texture).fit_to_exact_size(egui::vec2(side, side)));
             }
@@ -255,6 +300,7 @@ impl DmlApp {
     /// The whole window.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        self.poll_opening();
         self.follow(&ctx);
         // 1, 2, 3 switch panels unless a text field has the keyboard.
         if !ctx.egui_wants_keyboard_input() {
@@ -284,6 +330,15 @@ impl DmlApp {
         egui::CentralPanel::default().show(ui, |ui| {
             if let Some(error) = &self.error {
                 ui.colored_label(ui.visuals().error_fg_color, error);
+            }
+            if let Some(opening) = &self.opening {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(format!(
+                        "opening {}...",
+                        opening.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                    ));
+                });
             }
             if self.run.is_none() {
                 ui.label("Open a run on the left.");

@@ -100,6 +100,9 @@ pub struct RunData {
     embeddings_stamp: Option<SystemTime>,
     /// The dataset, for thumbnails; `None` where it cannot be opened here.
     pub inputs: Option<Arc<Inputs>>,
+    /// Photo datasets: the image file of each row of the embeddings, from the run's
+    /// `embeddings.txt` (absolute, under the dataset's root).
+    row_files: Option<Vec<PathBuf>>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -120,6 +123,12 @@ impl RunData {
             (None, "no test embeddings yet: they are written when the run finishes".into())
         };
         let inputs = config.inputs().ok().map(Arc::new);
+        let row_files = match (inputs.as_deref().and_then(Inputs::dataset_root), RunDir::read_row_files(&run.embeddings_files_path())) {
+            (Some(root), Some(files)) if embeddings.as_ref().is_some_and(|e| e.n == files.len()) => {
+                Some(files.iter().map(|f| root.join(f)).collect())
+            }
+            _ => None,
+        };
         let mut data = RunData {
             path: path.to_path_buf(),
             config,
@@ -129,9 +138,23 @@ impl RunData {
             embeddings_note,
             embeddings_stamp,
             inputs,
+            row_files,
         };
         data.refresh();
         Ok(data)
+    }
+
+    /// The image file of row `i` of the embeddings (photo datasets). From the run's list of
+    /// rows; a run finished before dml wrote that list falls back to the `i`-th image of the
+    /// test split (or gallery), which is right unless images were skipped.
+    pub fn row_file(&self, i: usize) -> Option<PathBuf> {
+        match &self.row_files {
+            Some(files) => files.get(i).cloned(),
+            None => {
+                let inputs = self.inputs.as_deref()?;
+                inputs.test_file(inputs.gallery_part(), i)
+            }
+        }
     }
 
     /// Whether the test embeddings should be read (again): there are none, and a file has been

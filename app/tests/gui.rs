@@ -289,3 +289,19 @@ fn stop_checkpoints_a_running_training() {
     assert!(status.ended.as_deref().unwrap().starts_with("stopped at iteration"), "{status:?}");
     assert!(status.run_dir.join("checkpoint.dml").is_file());
 }
+
+#[test]
+fn runs_open_in_the_background_and_the_last_one_chosen_wins() {
+    let (root, first) = fixture("open-first");
+    let (_, second) = fixture("open-second");
+    let mut harness = Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| DmlApp::new(&root, None));
+    harness.run();
+    let ctx = harness.ctx.clone();
+    // Opening returns at once; a second choice before the first is read supersedes it.
+    harness.state_mut().open(&first, &ctx);
+    harness.state_mut().open(&second, &ctx);
+    assert!(harness.state().opening() && harness.state().run().is_none());
+    wait_until(&mut harness, 60, |app| !app.opening());
+    assert_eq!(harness.state().run().unwrap().path, second);
+    assert!(harness.state().run().unwrap().embeddings.is_some());
+}

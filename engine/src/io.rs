@@ -42,11 +42,20 @@ fn temporary_name(name: &str, pid: u32) -> String {
     format!(".{name}.tmp{pid}")
 }
 
-/// Whether `name` is one of [`write_atomically`]'s temporary files (`.<name>.tmp<pid>`).
-fn is_temporary_name(name: &str) -> bool {
-    name.strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp")).is_some_and(|(target, pid)| {
-        !target.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-    })
+/// The process id in the name of one of [`write_atomically`]'s temporary files
+/// (`.<name>.tmp<pid>`); `None` for any other name.
+fn temporary_pid(name: &str) -> Option<u32> {
+    let (target, pid) = name.strip_prefix('.')?.rsplit_once(".tmp")?;
+    if target.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is known to have ended: on Linux, where `/proc` lists the live ones.
+/// Elsewhere nothing is known (and only the age of a file tells).
+fn process_is_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux") && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// How long a temporary file must have been left untouched before [`sweep_temporaries`] takes
@@ -54,23 +63,23 @@ fn is_temporary_name(name: &str) -> bool {
 pub const STALE_TEMPORARY: Duration = Duration::from_secs(10 * 60);
 
 /// Removes the temporary files of atomic writes in `dir` that a process killed mid-write left
-/// behind (`kill -9`, a power cut: up to a whole checkpoint each time), untouched for at least
-/// `older_than`. Returns the files removed; files it cannot read or remove are left alone.
+/// behind (`kill -9`, a power cut: up to a whole checkpoint each time): those whose process has
+/// ended (known on Linux) and those untouched for at least `older_than`. Returns the files
+/// removed; files it cannot read or remove are left alone.
 pub fn sweep_temporaries(dir: &Path, older_than: Duration) -> Vec<std::path::PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else { return removed };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_str().is_some_and(is_temporary_name) {
-            continue;
-        }
-        let stale = entry
-            .metadata()
-            .ok()
-            .filter(fs::Metadata::is_file)
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= older_than);
+        let Some(pid) = name.to_str().and_then(temporary_pid) else { continue };
+        let stale = (pid != std::process::id() && process_is_gone(pid))
+            || entry
+                .metadata()
+                .ok()
+                .filter(fs::Metadata::is_file)
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
         if stale && fs::remove_file(entry.path()).is_ok() {
             removed.push(entry.path());
         }
@@ -266,7 +275,20 @@ mod tests {
         };
         make(".checkpoint.dml.tmp4242", true); // a killed run's: removed
         make(".model.bpk.tmp17", true); // removed
-        make(".embeddings.npy.tmp99", false); // being written right now: kept
+        // Being written right now, by this process: kept.
+        make(&format!(".embeddings.npy.tmp{}", std::process::id()), false);
+        // Young, but its process has ended: removed where that is known (Linux).
+        let dead_pid = {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .arg("--list")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        make(&format!(".labels.npy.tmp{dead_pid}"), false);
         make("checkpoint.dml", true); // not a temporary file
         make(".hidden", true);
         make(".config.toml.tmpx1", true); // not a process id
@@ -275,10 +297,22 @@ mod tests {
         let mut removed: Vec<String> =
             sweep_temporaries(&dir, STALE_TEMPORARY).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         removed.sort();
-        assert_eq!(removed, [".checkpoint.dml.tmp4242", ".model.bpk.tmp17"]);
+        let mut expected = vec![".checkpoint.dml.tmp4242".to_string(), ".model.bpk.tmp17".to_string()];
+        let dead = format!(".labels.npy.tmp{dead_pid}");
+        if cfg!(target_os = "linux") {
+            expected.insert(1, dead.clone());
+        }
+        expected.sort();
+        assert_eq!(removed, expected);
         let mut left: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
-        assert_eq!(left, [".config.toml.tmpx1", ".embeddings.npy.tmp99", ".hidden", "checkpoint.dml", "model.bpk", "x.tmp12"]);
+        let mut want: Vec<String> = [".config.toml.tmpx1", ".hidden", "checkpoint.dml", "model.bpk", "x.tmp12"].map(String::from).to_vec();
+        want.push(format!(".embeddings.npy.tmp{}", std::process::id()));
+        if !cfg!(target_os = "linux") {
+            want.push(dead);
+        }
+        want.sort();
+        assert_eq!(left, want);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -337,7 +337,12 @@ mod tests {
             for _ in 0..300 {
                 let (matrix, labels) = read_matrix_with_labels(&m, &l).unwrap();
                 assert_eq!(matrix.rows, labels.len());
-                assert!(labels.iter().all(|&x| x as f64 == matrix.data[0]), "rows of pair {} with labels of pair {}", matrix.data[0], labels[0]);
+                assert!(
+                    labels.iter().all(|&x| x as f64 == matrix.data[0]),
+                    "rows of pair {} with labels of pair {}",
+                    matrix.data[0],
+                    labels[0]
+                );
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         });

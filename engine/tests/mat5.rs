@@ -91,7 +91,7 @@ fn counts_from_the_file_are_claims() {
     assert!(error_of(&mat_file(&[array(6, &[-1, 1], &[])])).contains("dimension -1"));
     // Within the claim the count must still match what is there.
     let one = array(6, &[1, 1], &[element(9, &2.5f64.to_le_bytes())]);
-    let MatValue::Numeric { data, .. } = &mat5::read(&mat_file(&[one.clone()])).unwrap()[0].1 else { panic!() };
+    let MatValue::Numeric { data, .. } = &mat5::read(&mat_file(std::slice::from_ref(&one))).unwrap()[0].1 else { panic!() };
     assert_eq!(data, &[2.5]);
     assert!(error_of(&mat_file(&[array(6, &[2, 1], &[element(9, &2.5f64.to_le_bytes())])])).contains("1 values for dimensions"));
 }

@@ -1,7 +1,6 @@
 //! `dml export`: the test split's embeddings as TensorFlow Embedding Projector files
 //! (`--projector`), and the browser demo's data (`--web`, in export_web.rs).
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -46,18 +45,12 @@ const SPRITE_LIMIT: usize = 8192;
 pub fn run(args: ExportArgs) -> Result<(), CliError> {
     let super::TestEmbeddings { config, inputs, test, .. } =
         super::embed_test_split(&args.run, args.backend, |c| c.data.skip_bad_images |= args.skip_bad_images)?;
-    // The rows of the embeddings, as files, for photo datasets: the test files that were read.
+    // The file of each row of the embeddings, for photo datasets: `test` is the test split, or
+    // the gallery of a query/gallery dataset, and its rows say which of its images were read.
+    let gallery = inputs.gallery_part();
     let files: Option<Vec<PathBuf>> = match inputs.as_ref() {
         Inputs::Grey { .. } => None,
-        Inputs::Files { .. } => {
-            let skipped: HashSet<&Path> = test.skipped.iter().map(|b| b.path.as_path()).collect();
-            Some(
-                (0..inputs.test_parts()[0].labels.len())
-                    .filter_map(|i| inputs.test_file(0, i))
-                    .filter(|p| !skipped.contains(p.as_path()))
-                    .collect(),
-            )
-        }
+        Inputs::Files { .. } => Some(test.rows.iter().map(|&r| inputs.test_file(gallery, r).expect("a photo dataset's file")).collect()),
     };
     if let Some(out) = &args.projector {
         projector(out, &config, inputs.as_ref(), &test, files.as_deref())?;

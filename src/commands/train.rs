@@ -237,9 +237,16 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 config.run.backend = backend;
             }
             let path = run.checkpoint_path();
-            let checkpoint = Checkpoint::load(&path).map_err(|e| CliError::at(&path, e))?;
+            // A run killed before its first checkpoint (during start-up or the first evaluation)
+            // has trained nothing: it starts again, in its folder, from its config.
+            let checkpoint = if path.exists() {
+                Some(Checkpoint::load(&path).map_err(|e| CliError::at(&path, e))?)
+            } else {
+                eprintln!("{}: no checkpoint yet (the run stopped before its first one); starting it from iteration 0", dir.display());
+                None
+            };
             if let Some(iterations) = args.iterations.filter(|&n| n != config.run.iterations) {
-                let done = checkpoint.state.iteration;
+                let done = checkpoint.as_ref().map_or(0, |c| c.state.iteration);
                 if iterations < done {
                     return Err(CliError::at(dir, format!("--iterations {iterations}: the run has already trained {done} iterations")));
                 }
@@ -250,7 +257,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                     run.rewrite_config(&config).map_err(|e| CliError::at(&e.path, e.message))?;
                 }
             }
-            (run, config, Some(checkpoint))
+            (run, config, checkpoint)
         }
         None => {
             let config = build_config(&args)?;

@@ -52,6 +52,7 @@ struct Inner {
     format: InputFormat,
     gallery: Gallery,
     backend: String,
+    backend_detail: String,
 }
 
 /// A loaded model and gallery.
@@ -77,12 +78,12 @@ pub async fn load_demo(
     if gallery.dim != config.model.dim {
         return Err(JsError::new(&format!("gallery.npy has {}-dimensional embeddings, the model {}", gallery.dim, config.model.dim)));
     }
-    let (device, backend, on_gpu) = select_device(webgpu).await;
+    let (device, Backend { name: backend, detail: backend_detail }, on_gpu) = select_device(webgpu).await;
     // Kept for the GPU's self-check below.
     let model_bytes = on_gpu.then(|| model.clone());
     let model = model_from_bytes(&config, model, &device).map_err(|e| JsError::new(&format!("model.bpk: {e}")))?.valid();
     let format = config.input_format();
-    let inner = Inner { model, device, format, gallery, backend };
+    let inner = Inner { model, device, format, gallery, backend, backend_detail };
     // A first forward pass compiles the GPU kernels, so that the user's first query is not the
     // slow one; and it is checked against the CPU backend, so that a browser whose WebGPU
     // miscompiles a kernel is caught here rather than answering queries wrongly.
@@ -106,30 +107,69 @@ pub async fn load_demo(
     Ok(Demo { inner: Rc::new(inner) })
 }
 
+/// What computes the embeddings: a few words for the page's badge, and the whole story (why
+/// WebGPU is not used, in the words of the error) for its tooltip.
+struct Backend {
+    name: String,
+    detail: String,
+}
+
+impl Backend {
+    fn cpu(why_not_gpu: Option<String>) -> Self {
+        match why_not_gpu {
+            None => Backend { name: "CPU (Burn flex, wasm)".into(), detail: "Burn's CPU backend, compiled to WebAssembly".into() },
+            Some(why) => {
+                Backend { name: format!("CPU (Burn flex, wasm; {})", short_reason(&why)), detail: format!("WebGPU not used: {why}") }
+            }
+        }
+    }
+}
+
+/// A few words for why WebGPU is not used. wgpu's error for a browser that exposes WebGPU but has
+/// no adapter (headless browsers, many Linux desktops) is 300 characters of debug output.
+fn short_reason(why: &str) -> &'static str {
+    let lower = why.to_lowercase();
+    if lower.contains("no adapter") || lower.contains("found no adapters") || lower.contains("no suitable graphics adapter") {
+        "no WebGPU adapter"
+    } else if lower.contains("no webgpu") {
+        "no WebGPU in this build"
+    } else {
+        "WebGPU unavailable"
+    }
+}
+
 /// The device to compute on, its description, and whether it is a GPU.
 #[cfg(feature = "webgpu")]
-async fn select_device(webgpu: bool) -> (Device, String, bool) {
+async fn select_device(webgpu: bool) -> (Device, Backend, bool) {
     if !webgpu {
-        return (Device::flex(), "CPU (Burn flex, wasm)".into(), false);
+        return (Device::flex(), Backend::cpu(None), false);
     }
     match Device::wgpu_options().init_async().await {
-        Ok(device) => (device, "WebGPU (Burn wgpu)".into(), true),
-        Err(e) => (Device::flex(), format!("CPU (Burn flex, wasm); WebGPU unavailable: {e}"), false),
+        Ok(device) => {
+            (device, Backend { name: "WebGPU (Burn wgpu)".into(), detail: "Burn's wgpu backend on the browser's WebGPU".into() }, true)
+        }
+        Err(e) => (Device::flex(), Backend::cpu(Some(e.to_string())), false),
     }
 }
 
 #[cfg(not(feature = "webgpu"))]
-async fn select_device(webgpu: bool) -> (Device, String, bool) {
-    let note = if webgpu { "; this build has no WebGPU (web/build.sh --webgpu)" } else { "" };
-    (Device::flex(), format!("CPU (Burn flex, wasm){note}"), false)
+async fn select_device(webgpu: bool) -> (Device, Backend, bool) {
+    let why = webgpu.then(|| "this build has no WebGPU (web/build.sh builds pkg-webgpu/ with it)".to_string());
+    (Device::flex(), Backend::cpu(why), false)
 }
 
 #[wasm_bindgen]
 impl Demo {
-    /// Which backend computes the embeddings.
+    /// Which backend computes the embeddings, in a few words.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.inner.backend.clone()
+    }
+
+    /// The same at length: why WebGPU is not used, where it is not.
+    #[wasm_bindgen(getter, js_name = backendDetail)]
+    pub fn backend_detail(&self) -> String {
+        self.inner.backend_detail.clone()
     }
 
     #[wasm_bindgen(getter)]
@@ -192,5 +232,21 @@ impl Demo {
     #[wasm_bindgen(getter)]
     pub fn labels(&self) -> Vec<i32> {
         self.inner.gallery.labels.iter().map(|&l| l as i32).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_badge_says_why_in_a_few_words() {
+        // wgpu's words in headless chromium, which exposes WebGPU without an adapter.
+        let headless = "No adapter available for WgpuDevice { kind: DefaultDevice, backend: Auto }: No suitable graphics adapter found; noop not requested, vulkan not requested, metal not requested, dx12 not requested, gl not requested, webgpu found no adapters";
+        let backend = Backend::cpu(Some(headless.into()));
+        assert_eq!(backend.name, "CPU (Burn flex, wasm; no WebGPU adapter)");
+        assert!(backend.detail.ends_with("webgpu found no adapters"));
+        assert_eq!(Backend::cpu(Some("device lost".into())).name, "CPU (Burn flex, wasm; WebGPU unavailable)");
+        assert_eq!(Backend::cpu(None).name, "CPU (Burn flex, wasm)");
     }
 }

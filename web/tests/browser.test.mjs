@@ -208,6 +208,8 @@ async function exercise(kind) {
   const notAnImage = await upload(page, notImage);
   const shownError = await page.textContent('#error');
   check(notAnImage.error && shownError.includes('notes.png') && shownError.includes('not an image'), `${kind}: a text file: "${shownError}"`);
+  const leftOver = await page.evaluate(() => [document.getElementById('query-preview').childElementCount, document.getElementById('results').childElementCount, document.getElementById('query-label').textContent]);
+  check(leftOver[0] === 0 && leftOver[1] === 0 && leftOver[2] === '', `${kind}: a failed upload leaves no earlier query or results on screen (${leftOver})`);
   const tooLarge = await upload(page, huge);
   check(tooLarge.error && (await page.textContent('#error')).includes('too large'), `${kind}: a 40000 × 30000 PNG: "${tooLarge.error}"`);
   const after = await upload(page, queries[0]);
@@ -224,6 +226,25 @@ try {
   const message = await corrupt.page.textContent('#error');
   check(!corrupt.loaded && message.includes('model.bpk'), `corrupt model bytes: "${message.split('\n')[0]}"`);
   await corrupt.context.close();
+  // ?data= names a folder on this server only; the page's CSP blocks other origins anyway.
+  const elsewhere = await openPage('cpu', '?backend=cpu&data=http://localhost:9/evil/');
+  const refused = await elsewhere.page.textContent('#error');
+  check(!elsewhere.loaded && refused.includes('not another site'), `?data= on another origin: "${refused.split('\n')[0]}"`);
+  const violated = await elsewhere.page.evaluate(() => new Promise((resolve) => {
+    document.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
+    fetch('http://localhost:9/x').catch(() => {});
+    setTimeout(() => resolve(null), 5000);
+  }));
+  check(violated === 'connect-src', `the Content Security Policy blocks a fetch from another origin (${violated})`);
+  await elsewhere.context.close();
+  // WebGPU asked for where the browser has no adapter (headless chromium without a GPU): a short
+  // badge, the whole message in its tooltip.
+  const noAdapter = await openPage('cpu', '?backend=webgpu');
+  const badge = await noAdapter.page.textContent('#backend');
+  const tooltip = await noAdapter.page.getAttribute('#backend', 'title');
+  console.log(`     no adapter: badge "${badge}", tooltip "${tooltip.slice(0, 120)}"`);
+  check(noAdapter.loaded && badge.length <= 40 && badge.includes('WebGPU') && tooltip.length > badge.length, `a browser without a WebGPU adapter: short badge "${badge}"`);
+  await noAdapter.context.close();
   if (process.env.DML_WEBGPU === '1') await exercise('webgpu');
 } finally {
   server.close();

@@ -8,8 +8,25 @@ const MAX_FILE_BYTES = 64 * 1024 * 1024;
 const TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
 const params = new URLSearchParams(location.search);
-const base = (params.get('data') || 'data').replace(/\/?$/, '/');
 const $ = (id) => document.getElementById(id);
+
+// The export's folder: `?data=DIR`, a path on this page's own server only. A page that loaded
+// a model and images from any address given in its link would show whatever that address
+// serves under this page's name (the Content Security Policy of index.html enforces the same).
+function dataFolder(raw) {
+  const url = new URL(raw.replace(/\/?$/, '/'), location.href);
+  if (url.origin !== location.origin || !/^https?:$/.test(url.protocol)) {
+    throw new Error(`?data=${raw}: the export must be a folder on this server (a path such as data/ or /exports/run1/), not another site`);
+  }
+  return url.pathname;
+}
+let base = 'data/';
+let baseError = null;
+try {
+  base = dataFolder(params.get('data') || 'data');
+} catch (error) {
+  baseError = error;
+}
 
 // Two builds of dml_web: pkg/ computes on Burn's CPU backend (small); pkg-webgpu/ adds Burn's wgpu
 // backend on the browser's WebGPU (several times larger), fetched only where WebGPU may serve.
@@ -33,8 +50,8 @@ async function loadDemo(files) {
       const demo = await wasm.loadDemo(...files, true);
       return [demo, ''];
     } catch (error) {
-      note = `; WebGPU not used: ${describe(error)}`;
-      console.warn(note);
+      note = describe(error);
+      console.warn(`WebGPU not used: ${note}`);
     }
   }
   wasm = await loadModule('pkg');
@@ -86,7 +103,16 @@ function className(label) {
   return state.manifest.classes[String(label)] ?? String(label);
 }
 
+// The badge's words for a failed WebGPU start; the full message goes to its tooltip. Burn's
+// error for a browser with WebGPU but no adapter is a 300-character debug string.
+function shortWebgpuNote(detail) {
+  if (/no adapter|found no adapters|requestAdapter/i.test(detail)) return 'WebGPU: no GPU adapter';
+  if (/differ|mismatch/i.test(detail)) return 'WebGPU: wrong results';
+  return 'WebGPU not used';
+}
+
 async function load() {
+  if (baseError) throw baseError;
   let manifest;
   try {
     manifest = JSON.parse(await fetchText('manifest.json'));
@@ -100,11 +126,13 @@ async function load() {
   ]);
   const [demo, note] = await loadDemo([config, model, gallery, labels, map]);
   state.demo = demo;
-  state.backend = demo.backend + note;
+  state.backend = note ? `${demo.backend} (${shortWebgpuNote(note)})` : demo.backend;
+  state.backendDetail = note ? `WebGPU not used: ${note}` : demo.backendDetail;
   state.labels = Array.from(state.demo.labels);
   state.map = Array.from(state.demo.map);
   $('run').textContent = `${manifest.run}: ${manifest.dataset}, ${manifest.loss} loss, ${manifest.backbone}, ${manifest.dim}-d, ${manifest.images.length} gallery images`;
   $('backend').textContent = state.backend;
+  $('backend').title = state.backendDetail;
   $('map-method').textContent = `(${manifest.map})`;
   buildGallery();
   buildLegend();
@@ -180,7 +208,10 @@ function drawMap(result) {
 // `label` is the query's class when known (a gallery image), else null.
 async function runQuery(embed, preview, label) {
   clearError();
+  // A failed query leaves neither the last query's picture nor its results on screen.
   $('results').replaceChildren();
+  $('query-preview').replaceChildren();
+  $('query-label').textContent = '';
   $('timing').textContent = 'embedding...';
   let embedding;
   const start = performance.now();
@@ -226,6 +257,9 @@ async function queryGallery(i) {
 
 async function queryFile(file) {
   if (file.size > MAX_FILE_BYTES) {
+    $('results').replaceChildren();
+    $('query-preview').replaceChildren();
+    $('query-label').textContent = '';
     state.last = { error: `${file.name}: ${(file.size / 1048576).toFixed(0)} MB is too large (at most ${MAX_FILE_BYTES / 1048576} MB)` };
     showError(state.last.error);
     state.answered += 1;

@@ -7,20 +7,19 @@
 //! - an allocation over 1 GiB aborts the process after writing the input to `OUT/TARGET-oom`;
 //! - an input that runs past 10 s aborts after writing it to `OUT/TARGET-hang`.
 //!
-//! Targets: `npy`, `idx`, `mat5`, `checkpoint`, `list` (CUB, SOP, In-Shop, Cars-196 lists and
-//! image folders, through a scratch folder), `config` (TOML and `--set` overrides). The last
+//! Targets: `npy`, `idx`, `mat5`, `checkpoint`, `model` (a `model.bpk` into the default job's
+//! network), `list` (CUB, SOP, In-Shop, Cars-196 lists and image folders, through a scratch
+//! folder), `config` (TOML and `--set` overrides). The last
 //! line is `TARGET: N executions in S s (seed X), C crashes, corpus K`. Unix only (the abort paths write
 //! through a raw file descriptor, which must not allocate).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dml_engine::data::{self, SamplerState};
-use dml_engine::train::{Checkpoint, TrainConfig, TrainState};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -81,7 +80,7 @@ static ALLOCATOR: Guarded = Guarded;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: fuzz npy|idx|mat5|checkpoint|list|config SECONDS [SEED] [OUT]";
+    let usage = "usage: fuzz npy|idx|mat5|checkpoint|model|list|config SECONDS [SEED] [OUT]";
     let target = args.get(1).expect(usage).clone();
     let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let seed: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -89,35 +88,12 @@ fn main() {
     std::fs::create_dir_all(&out).expect("output folder");
     let scratch = std::env::temp_dir().join(format!("dml-fuzz-{target}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch folder");
-    let run: Box<dyn Fn(&[u8])> = match target.as_str() {
-        "npy" => Box::new(|b| {
-            let _ = dml_engine::npy::parse_matrix(b);
-            let _ = dml_engine::npy::parse_labels(b);
-        }),
-        "idx" => Box::new(|b| {
-            // The first byte picks plain or gzip-compressed input.
-            let (&first, rest) = b.split_first().unwrap_or((&0, &[]));
-            let _ = if first & 1 == 0 { data::idx::parse(rest) } else { data::idx::parse_gz(rest) };
-        }),
-        "mat5" => Box::new(|b| {
-            let _ = data::mat5::read(b);
-        }),
-        "checkpoint" => Box::new(|b| {
-            let _ = Checkpoint::from_bytes(b);
-        }),
-        "list" => {
-            let scratch = scratch.clone();
-            Box::new(move |b| list_target(&scratch, b))
-        }
-        "config" => Box::new(|b| {
-            let text = String::from_utf8_lossy(b);
-            let _ = TrainConfig::from_toml(&text);
-            let overrides: Vec<String> = text.lines().map(str::to_string).collect();
-            let _ = TrainConfig::default().with_overrides(&overrides);
-        }),
-        other => panic!("unknown target `{other}`; {usage}"),
-    };
-    let mut corpus = seeds(&target);
+    let run = dml_bench::fuzz_targets::target(&target, &scratch).unwrap_or_else(|| panic!("unknown target `{target}`; {usage}"));
+    let seeds = dml_bench::fuzz_targets::seeds(&target);
+    let mut corpus = seeds.clone();
+    // Outcomes seen so far (see `outcome`): an input with a new one reached code the others did
+    // not, and becomes a base for more mutations. Crude coverage without instrumentation.
+    let mut seen = std::collections::HashSet::new();
     let open = |name: &str| std::fs::File::create(out.join(format!("{target}-{name}"))).expect("dump file");
     let (oom, hang) = (open("oom"), open("hang"));
     OOM_FD.store(oom.as_raw_fd(), Ordering::SeqCst);
@@ -139,22 +115,28 @@ fn main() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let (start, mut executions, mut crashes) = (Instant::now(), 0u64, 0u64);
     while start.elapsed().as_secs_f64() < seconds {
-        let base = &corpus[rng.random_range(0..corpus.len())];
+        // Half the time from an original seed: mutants of mutants drift into noise that the
+        // first check of every parser rejects.
+        let base = if rng.random_bool(0.5) { &seeds[rng.random_range(0..seeds.len())] } else { &corpus[rng.random_range(0..corpus.len())] };
         let input = mutate(base, &corpus, &mut rng);
         CURRENT.store(input.as_ptr() as *mut u8, Ordering::SeqCst);
         CURRENT_LEN.store(input.len(), Ordering::SeqCst);
         STARTED.fetch_add(1, Ordering::SeqCst);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&input)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&input)));
         CURRENT.store(std::ptr::null_mut(), Ordering::SeqCst);
         executions += 1;
-        if outcome.is_err() {
-            crashes += 1;
-            let path = out.join(format!("{target}-crash-{crashes}"));
-            std::fs::write(&path, &input).expect("crash file");
-            eprintln!("fuzz: {target} panicked; input saved to {}", path.display());
-        } else if corpus.len() < 256 && rng.random_bool(0.002) {
-            // Keep a few mutants as bases: deeper mutations without coverage feedback.
-            corpus.push(input);
+        match result {
+            Err(_) => {
+                crashes += 1;
+                let path = out.join(format!("{target}-crash-{crashes}"));
+                std::fs::write(&path, &input).expect("crash file");
+                eprintln!("fuzz: {target} panicked; input saved to {}", path.display());
+            }
+            Ok(signature) => {
+                if seen.insert(signature) && corpus.len() < MAX_CORPUS {
+                    corpus.push(input);
+                }
+            }
         }
     }
     drop((oom, hang));
@@ -162,11 +144,27 @@ fn main() {
         let _ = std::fs::remove_file(out.join(format!("{target}-{name}")));
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    println!("{target}: {executions} executions in {:.0} s (seed {seed}), {crashes} crashes, corpus {}", start.elapsed().as_secs_f64(), corpus.len());
+    println!(
+        "{target}: {executions} executions in {:.0} s (seed {seed}), {crashes} crashes, {} distinct outcomes, corpus {}",
+        start.elapsed().as_secs_f64(),
+        seen.len(),
+        corpus.len()
+    );
+    if let Some(dir) = std::env::var_os("DML_FUZZ_CORPUS") {
+        // The corpus grown here, for regression tests and later runs.
+        let dir = PathBuf::from(dir).join(&target);
+        std::fs::create_dir_all(&dir).expect("corpus folder");
+        for (i, input) in corpus.iter().enumerate() {
+            std::fs::write(dir.join(format!("{i:04}")), input).expect("corpus file");
+        }
+    }
     if crashes > 0 {
         std::process::exit(1);
     }
 }
+
+/// Largest corpus kept.
+const MAX_CORPUS: usize = 4096;
 
 /// Integers at the edges of every width: where size checks go wrong.
 const INTERESTING: [u64; 12] = [0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX];
@@ -222,97 +220,4 @@ fn mutate(base: &[u8], corpus: &[Vec<u8>], rng: &mut Xoshiro256PlusPlus) -> Vec<
         }
     }
     out
-}
-
-/// The list formats read from a scratch folder: the first byte picks the format, the rest is
-/// its list file. The image-folder format takes the rest as class folder names, one a line.
-fn list_target(scratch: &Path, bytes: &[u8]) {
-    let (&first, rest) = bytes.split_first().unwrap_or((&0, &[]));
-    let _ = std::fs::remove_dir_all(scratch);
-    std::fs::create_dir_all(scratch).expect("scratch");
-    let write = |name: &str, content: &[u8]| {
-        let path = scratch.join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("list folder");
-        std::fs::write(path, content).expect("list file");
-    };
-    match first % 6 {
-        0 | 1 => {
-            // CUB: the two lists, split at the first 0 byte.
-            let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            write("images.txt", &rest[..split]);
-            write("image_class_labels.txt", rest.get(split + 1..).unwrap_or(&[]));
-            let _ = data::cub::load(scratch);
-        }
-        2 => {
-            write("Ebay_train.txt", rest);
-            write("Ebay_test.txt", rest);
-            let _ = data::sop::load(scratch);
-        }
-        3 => {
-            write("list_eval_partition.txt", rest);
-            let _ = data::inshop::load(scratch);
-        }
-        4 => {
-            write("cars_annos.mat", rest);
-            let _ = data::cars::load(scratch);
-        }
-        _ => {
-            // Class folders with one (undecoded) image each, under fuzzed names.
-            for name in String::from_utf8_lossy(rest).split('\n').take(64) {
-                if let Some(name) = dml_engine::io::plain_name(name) {
-                    let _ = std::fs::create_dir_all(scratch.join(name)).and_then(|()| std::fs::write(scratch.join(name).join("a.png"), b""));
-                }
-            }
-            let _ = data::folder::load(scratch);
-        }
-    }
-}
-
-/// Valid inputs of each target, written by dml itself or taken from the test fixtures.
-fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures");
-    let fixture = |name: &str| std::fs::read(fixtures.join(name)).expect("fixture");
-    match target {
-        "npy" => {
-            let dir = std::env::temp_dir().join(format!("dml-fuzz-seed-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("seed folder");
-            dml_engine::npy::write_matrix_f32(&dir.join("m.npy"), 3, 2, &[1.0, -2.0, 0.5, 4.0, 5.0, 6.0]).expect("seed");
-            dml_engine::npy::write_labels(&dir.join("l.npy"), &[0, 1, 1, 2]).expect("seed");
-            let seeds = vec![std::fs::read(dir.join("m.npy")).expect("seed"), std::fs::read(dir.join("l.npy")).expect("seed")];
-            let _ = std::fs::remove_dir_all(&dir);
-            let mut all = seeds;
-            all.push(fixture("tsne_clusters_1000x10.npy")[..600].to_vec());
-            all
-        }
-        "idx" => {
-            let mut plain = vec![0u8, 0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2];
-            plain.extend((0..12u8).collect::<Vec<_>>());
-            let labels = vec![0u8, 0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4];
-            let gz = |b: &[u8]| {
-                let mut e = flate2::write::GzEncoder::new(vec![1u8], flate2::Compression::fast());
-                e.write_all(b).expect("gzip");
-                e.finish().expect("gzip")
-            };
-            vec![plain.clone(), labels.clone(), gz(&plain[1..]), gz(&labels[1..])]
-        }
-        "mat5" => vec![fixture("cars_annos_scipy_plain.mat"), fixture("cars_annos_scipy_compressed.mat")],
-        "checkpoint" => {
-            let train_set = Some(dml_engine::train::TrainSetSummary::of(&[0, 0, 1, 1], None));
-            let state = TrainState { iteration: 12, sampler: SamplerState { epoch: 1, cursor: 40, batches: 12 }, loss_calls: 3, train_set };
-            vec![Checkpoint { state, model: vec![1, 2, 3, 4], optimizer: vec![5, 6] }.to_bytes()]
-        }
-        "list" => vec![
-            b"\x001 001.Bird/a.jpg\n2 001.Bird/b.jpg\n3 102.Gull/c.jpg\n\x001 1\n2 1\n3 102\n".to_vec(),
-            b"\x02image_id class_id super_class_id path\n1 1 1 bike/a.JPG\n2 1 1 bike/b.JPG\n".to_vec(),
-            b"\x035\nimage_name item_id evaluation_status\nimg/a/1.jpg id_00000001 train\nimg/a/2.jpg id_00000001 train\nimg/b/1.jpg id_00000002 query\nimg/b/2.jpg id_00000002 gallery\nimg/c/1.jpg id_00000003 gallery\n".to_vec(),
-            [vec![4u8], fixture("cars_annos_scipy_plain.mat")].concat(),
-            b"\x05cats\ndogs\nbirds".to_vec(),
-        ],
-        "config" => {
-            let default = TrainConfig::default().to_toml().into_bytes();
-            let set = b"sampler.p=8\nsampler.k=4\nloss.name=margin\nloss.beta=1.2\naugment.crop=64\naugment.resize=72\n".to_vec();
-            vec![default, set, b"[run]\niterations = 3\n[augment]\ncrop_scale = [0.2, 1.0]\n".to_vec()]
-        }
-        other => panic!("no seeds for `{other}`"),
-    }
 }

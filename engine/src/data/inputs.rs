@@ -25,6 +25,9 @@ pub struct Batch {
     pub labels: Vec<i64>,
     /// Images that could not be read and were left out (only with `skip_bad_images`).
     pub skipped: Vec<BadImage>,
+    /// For each image of the batch, its position among the images asked for: `0..n` unless
+    /// some were left out (or, in training, stood in for by another image of their class).
+    pub sources: Vec<usize>,
 }
 
 /// An image file that could not be read or decoded.
@@ -115,10 +118,30 @@ impl Inputs {
 
     /// The file of test item `index` of part `part` (photo datasets).
     pub fn test_file(&self, part: usize, index: usize) -> Option<PathBuf> {
+        Some(self.dataset_root()?.join(self.test_path(part, index)?))
+    }
+
+    /// Test item `index` of part `part` as its list names it, relative to
+    /// [`dataset_root`](Self::dataset_root) (photo datasets).
+    pub fn test_path(&self, part: usize, index: usize) -> Option<&std::path::Path> {
         match self {
             Inputs::Grey { .. } => None,
-            Inputs::Files { dataset, .. } => Some(dataset.root.join(&test_list(dataset, part).paths[index])),
+            Inputs::Files { dataset, .. } => Some(test_list(dataset, part).paths.get(index)?),
         }
+    }
+
+    /// The folder that the lists' image paths are relative to (photo datasets).
+    pub fn dataset_root(&self) -> Option<&std::path::Path> {
+        match self {
+            Inputs::Grey { .. } => None,
+            Inputs::Files { dataset, .. } => Some(&dataset.root),
+        }
+    }
+
+    /// The test part that a run's `embeddings.npy` holds: the test split (part 0), or the
+    /// gallery (part 1) of a query/gallery dataset, whose queries are `query_embeddings.npy`.
+    pub fn gallery_part(&self) -> usize {
+        self.test_parts().len() - 1
     }
 
     /// Runs `job` on a data worker (photo datasets) or right here (in-memory images).
@@ -207,12 +230,10 @@ impl InputFormat {
     /// The files `paths` as one batch of test-time input (labels all 0). A bad file is an error
     /// unless `skip_bad`, when it is left out and listed in `skipped`.
     pub fn read_files(&self, paths: &[PathBuf], skip_bad: bool) -> Result<(Batch, Vec<usize>), BadImage> {
-        let views: Vec<Result<Vec<f32>, BadImage>> = paths
-            .par_iter()
-            .map(|path| read_view(path.clone(), |path| Ok(self.view(image_file::decode(path)?))))
-            .collect();
-        let kept: Vec<usize> = views.iter().enumerate().filter(|(_, v)| v.is_ok()).map(|(i, _)| i).collect();
+        let views: Vec<Result<Vec<f32>, BadImage>> =
+            paths.par_iter().map(|path| read_view(path.clone(), |path| Ok(self.view(image_file::decode(path)?)))).collect();
         let batch = assemble(views, vec![0; paths.len()], self.item_shape(), skip_bad, false)?;
+        let kept = batch.sources.clone();
         Ok((batch, kept))
     }
 
@@ -229,7 +250,7 @@ impl InputFormat {
 
     fn batch_of_one(&self, pixels: Vec<f32>) -> Batch {
         let [c, h, w] = self.item_shape();
-        Batch { pixels, shape: [1, c, h, w], labels: vec![0], skipped: Vec::new() }
+        Batch { pixels, shape: [1, c, h, w], labels: vec![0], skipped: Vec::new(), sources: vec![0] }
     }
 
     /// `[channels, height, width]` of one network input.
@@ -273,6 +294,7 @@ fn grey_batch(images: &GreyImages, transform: &GreyTransform, indices: &[usize],
         shape: [indices.len(), 1, images.height, images.width],
         labels: indices.iter().map(|&i| images.labels[i]).collect(),
         skipped: Vec::new(),
+        sources: (0..indices.len()).collect(),
     }
 }
 
@@ -292,13 +314,15 @@ fn assemble(
             Ok(pixels) => {
                 batch.pixels.extend_from_slice(pixels);
                 batch.labels.push(labels[i]);
+                batch.sources.push(i);
             }
             Err(bad) if skip_bad => {
                 batch.skipped.push(bad.clone());
-                let stand_in = substitute.then(|| views.iter().zip(&labels).find(|(v, l)| v.is_ok() && **l == labels[i])).flatten();
-                if let Some((Ok(pixels), &label)) = stand_in {
-                    batch.pixels.extend_from_slice(pixels);
-                    batch.labels.push(label);
+                let stand_in = substitute.then(|| (0..views.len()).find(|&j| views[j].is_ok() && labels[j] == labels[i])).flatten();
+                if let Some(j) = stand_in {
+                    batch.pixels.extend_from_slice(views[j].as_ref().expect("a readable view"));
+                    batch.labels.push(labels[j]);
+                    batch.sources.push(j);
                 }
             }
             Err(bad) => return Err(bad.clone()),

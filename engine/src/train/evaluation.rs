@@ -17,6 +17,9 @@ pub struct Embedded {
     pub embeddings: Vec<f32>,
     pub labels: Vec<i64>,
     pub skipped: Vec<BadImage>,
+    /// For each row, the index of its image in the test part (its list): `0..n` unless images
+    /// were skipped. Rows are traced back to files through this, never by recounting.
+    pub rows: Vec<usize>,
 }
 
 /// Embeddings of the test classes with their retrieval metrics.
@@ -27,6 +30,8 @@ pub struct Evaluation {
     pub embeddings: Vec<f32>,
     pub dim: usize,
     pub labels: Vec<i64>,
+    /// Each row's index in the test split's (gallery's) list; see [`Embedded::rows`].
+    pub rows: Vec<usize>,
     /// The queries of a query/gallery dataset (In-Shop).
     pub query: Option<Embedded>,
     /// Test images left out (only with `skip_bad_images`).
@@ -61,18 +66,22 @@ pub fn embed_part(
     let total = inputs.test_parts()[part].labels.len();
     let mut starts = (0..total).step_by(batch_size.max(1));
     let mut queue: VecDeque<Pending<Result<Batch, BadImage>>> = VecDeque::new();
+    let mut starts_queued: VecDeque<usize> = VecDeque::new();
     let mut out = Embedded::default();
     let mut done = 0;
     loop {
         while queue.len() < prefetch.max(1) {
             let Some(start) = starts.next() else { break };
             let items = start..(start + batch_size).min(total);
+            starts_queued.push_back(start);
             queue.push_back(inputs.prefetch(move |inputs| inputs.test_batch(part, items)));
         }
         let Some(pending) = queue.pop_front() else {
             break;
         };
         let batch = pending.wait()?;
+        let start = starts_queued.pop_front().expect("one start per queued batch");
+        out.rows.extend(batch.sources.iter().map(|s| start + s));
         out.embeddings.extend(model.embed_batch(&batch, device));
         out.labels.extend_from_slice(&batch.labels);
         done += batch.labels.len() + batch.skipped.len();
@@ -133,5 +142,5 @@ pub fn evaluate(
     let (test, query) = embed_test(model, inputs, config.eval.batch_size, config.data.prefetch, device, progress)?;
     let metrics = score(&config.eval.ks, &test, query.as_ref(), dim, device);
     let skipped = query.iter().flat_map(|q| &q.skipped).chain(&test.skipped).cloned().collect();
-    Ok(Evaluation { metrics, embeddings: test.embeddings, dim, labels: test.labels, query, skipped })
+    Ok(Evaluation { metrics, embeddings: test.embeddings, dim, labels: test.labels, rows: test.rows, query, skipped })
 }

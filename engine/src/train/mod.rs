@@ -55,7 +55,7 @@ pub trait TrainObserver {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// All iterations done; the final evaluation.
-    Finished(Evaluation),
+    Finished(Box<Evaluation>),
     /// Stopped on request after saving a checkpoint at this iteration.
     Stopped(u64),
 }
@@ -180,6 +180,18 @@ pub fn run(run: &RunDir, trainer: &mut Trainer, observer: &mut dyn TrainObserver
         return stopped(run, trainer, observer);
     };
     let write_err = |path: std::path::PathBuf| move |source| RunError::Write { path, source };
+    // Which file each row came from, before the rows themselves: a reader that finds the
+    // embeddings finds their list.
+    let gallery = trainer.inputs().gallery_part();
+    let lists = [
+        (run.embeddings_files_path(), RunDir::row_files_text(trainer.inputs(), gallery, &evaluation.rows)),
+        (run.query_embeddings_files_path(), evaluation.query.as_ref().and_then(|q| RunDir::row_files_text(trainer.inputs(), 0, &q.rows))),
+    ];
+    for (path, text) in lists {
+        if let Some(text) = text {
+            crate::io::write_atomically(&path, text.as_bytes()).map_err(write_err(path.clone()))?;
+        }
+    }
     npy::write_matrix_f32(&run.embeddings_path(), evaluation.labels.len(), evaluation.dim, &evaluation.embeddings)
         .map_err(write_err(run.embeddings_path()))?;
     npy::write_labels(&run.labels_path(), &evaluation.labels).map_err(write_err(run.labels_path()))?;
@@ -190,5 +202,5 @@ pub fn run(run: &RunDir, trainer: &mut Trainer, observer: &mut dyn TrainObserver
     }
     save_checkpoint(run, trainer)?;
     observer.checkpointed(trainer.iteration());
-    Ok(Outcome::Finished(evaluation))
+    Ok(Outcome::Finished(Box::new(evaluation)))
 }

@@ -154,6 +154,41 @@ impl RunDir {
         self.path.join("query_labels.npy")
     }
 
+    /// Photo datasets: the image file of each row of `embeddings.npy`, one a line, relative to
+    /// the dataset's image root, as its list names it (`dml embed` writes the same beside its
+    /// output). With `skip_bad_images` rows and list entries no longer line up; this says which
+    /// is which.
+    pub fn embeddings_files_path(&self) -> PathBuf {
+        self.path.join("embeddings.txt")
+    }
+
+    /// The same for `query_embeddings.npy`.
+    pub fn query_embeddings_files_path(&self) -> PathBuf {
+        self.path.join("query_embeddings.txt")
+    }
+
+    /// The file names of `rows` of test part `part` (see
+    /// [`embeddings_files_path`](Self::embeddings_files_path)), as the text of that file; `None`
+    /// for datasets without files. A name that is not UTF-8 is written lossily.
+    pub fn row_files_text(inputs: &crate::data::Inputs, part: usize, rows: &[usize]) -> Option<String> {
+        inputs.dataset_root()?;
+        let mut text = String::new();
+        for &row in rows {
+            let path = inputs.test_path(part, row)?;
+            let parts: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            text.push_str(&parts.join("/"));
+            text.push('\n');
+        }
+        Some(text)
+    }
+
+    /// Reads a row-files list; `None` when there is none (grey datasets, or a run finished
+    /// before dml wrote them).
+    pub fn read_row_files(path: &Path) -> Option<Vec<PathBuf>> {
+        let text = fs::read_to_string(path).ok()?;
+        Some(text.lines().map(PathBuf::from).collect())
+    }
+
     pub fn config(&self) -> Result<TrainConfig, RunDirError> {
         let path = self.config_path();
         let text = fs::read_to_string(&path).map_err(|e| RunDirError::new(&path, e))?;
