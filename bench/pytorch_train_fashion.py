@@ -5,7 +5,7 @@ loss, optimiser and evaluation, trained for 200 iterations on the bundled Fashio
 Prints one JSON line per seed: Recall@1/2/4/8, MAP@R and R-Precision before and after training
 (leave-one-out on the 5,000 test images, cosine similarity) and the mean time per iteration.
 Usage: python pytorch_train_fashion.py pml|spec [seeds...]  (the MS loss of pytorch-metric-learning, or
-LOSSES.md's, which dml implements)
+docs/losses.md's, which dml implements)
 """
 import gzip
 import json
@@ -49,7 +49,7 @@ def metrics(emb, labels, ks=(1, 2, 4, 8)):
 
 
 def ms_as_specified(emb, labels, alpha=2.0, beta=40.0, base=0.5, epsilon=0.1):
-    """LOSSES.md's `ms` (as in the MS reference code): an anchor whose mined positives or mined
+    """docs/losses.md's `ms` (as in the MS reference code): an anchor whose mined positives or mined
     negatives are empty contributes 0; the mean is over all n anchors. pytorch-metric-learning's
     MultiSimilarityLoss instead keeps the non-empty side of such an anchor."""
     sim = emb @ emb.T

@@ -70,7 +70,7 @@ for round in 1 2 3; do
 done
 
 seeds=${SEEDS:-$(seq 0 19)}
-echo "== the default job, 200 iterations, seeds" $seeds": dml, PyTorch with LOSSES.md's ms, PyTorch with pml's ms"
+echo "== the default job, 200 iterations, seeds" $seeds": dml, PyTorch with docs/losses.md's ms, PyTorch with pml's ms"
 runs=()
 for seed in $seeds; do
     rm -rf "$out/default-$seed"
@@ -81,7 +81,7 @@ for seed in $seeds; do
 done
 (cd bench && "../$py" pytorch_train_fashion.py spec $seeds) | tee "$out/default_spec.jsonl"
 (cd bench && "../$py" pytorch_train_fashion.py pml $seeds) | tee "$out/default_pml.jsonl"
-"$py" bench/default_job_summary.py "${runs[@]}" -- "PyTorch LOSSES.md ms=$out/default_spec.jsonl" \
+"$py" bench/default_job_summary.py "${runs[@]}" -- "PyTorch docs/losses.md ms=$out/default_spec.jsonl" \
     "PyTorch pml ms=$out/default_pml.jsonl"
 
 # Only the packages' Python model code is used: no dependencies (pretrainedmodels' __init__ would

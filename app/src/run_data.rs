@@ -194,13 +194,11 @@ impl RunData {
     pub fn evaluations(&self) -> Vec<Evaluation> {
         self.metrics
             .iter()
-            .filter_map(|m| match m {
-                MetricsLine::Eval { iteration, recall_at_k, map_at_r, r_precision, .. } => {
-                    let mut recalls: Vec<(usize, f64)> = recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
-                    recalls.sort_by_key(|(k, _)| *k);
-                    Some(Evaluation { iteration: *iteration, recalls, map_at_r: *map_at_r, r_precision: *r_precision })
-                }
-                _ => None,
+            .filter_map(|m| {
+                let metrics = m.metrics()?;
+                // A BTreeMap: by increasing K.
+                let recalls = metrics.recall_at_k.into_iter().collect();
+                Some(Evaluation { iteration: m.iteration(), recalls, map_at_r: metrics.map_at_r, r_precision: metrics.r_precision })
             })
             .collect()
     }

@@ -165,6 +165,12 @@ pub fn plain_name(name: &str) -> Option<&str> {
     (!device).then_some(name)
 }
 
+/// `text` on one line, its runs of white space (line breaks included) made single spaces: the
+/// messages of decoders and readers can span lines, and dml's errors are one line each.
+pub fn one_line(text: String) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The most bytes a DEFLATE stream (zlib, gzip) can inflate to per compressed byte: its
 /// longest match (258 bytes) coded in its shortest code (about 2 bits). A stream that claims
 /// more is malformed or hostile.

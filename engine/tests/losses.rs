@@ -1,4 +1,4 @@
-//! Every loss of LOSSES.md against an independent float64 loop implementation written from the
+//! Every loss of docs/losses.md against an independent float64 loop implementation written from the
 //! spec: values, autodiff gradients against finite differences of the reference, edge cases.
 
 mod common;
@@ -7,7 +7,7 @@ use common::*;
 use dml_engine::loss::{LossConfig, MetricLoss};
 
 // ---------------------------------------------------------------------------------------------
-// Float64 references, one loop per formula of LOSSES.md.
+// Float64 references, one loop per formula of docs/losses.md.
 
 fn softplus(x: f64) -> f64 {
     if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() }

@@ -1,5 +1,5 @@
 //! Distance-weighted sampling of the margin loss: sampled negatives follow the weights of
-//! LOSSES.md (a chi-square test with fixed seeds), and the two cut-offs act as specified.
+//! docs/losses.md (a chi-square test with fixed seeds), and the two cut-offs act as specified.
 
 mod common;
 
@@ -8,7 +8,7 @@ use dml_engine::burn::tensor::{Tensor, TensorData};
 use dml_engine::loss::{MarginConfig, MarginLoss};
 use rand::RngExt;
 
-/// `log w` of LOSSES.md for a distance, or None where the weight is 0.
+/// `log w` of docs/losses.md for a distance, or None where the weight is 0.
 fn log_weight(dist: f64, dim: f64, cutoff: f64, nonzero: f64) -> Option<f64> {
     (dist < nonzero).then(|| {
         let d = dist.max(cutoff);

@@ -7,7 +7,7 @@ use dml_engine::burn::tensor::Device;
 use dml_engine::eval::{RetrievalConfig, RetrievalMetrics, Selection};
 use rand::RngExt;
 
-/// Straight from LOSSES.md: full ranking by (similarity desc, gallery index asc).
+/// Straight from docs/losses.md: full ranking by (similarity desc, gallery index asc).
 fn reference(q: &[f64], ql: &[i64], g: &[f64], gl: &[i64], d: usize, leave_one_out: bool, ks: &[usize]) -> RetrievalMetrics {
     let mut out = RetrievalMetrics::default();
     let mut hits = vec![0usize; ks.len()];

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use dml_engine::data::{DataConfig, DatasetKind, GreyImages, ImageList, TestSet};
 
+use super::progress::thousands;
 use crate::error::CliError;
 
 #[derive(Subcommand)]
@@ -41,18 +42,6 @@ pub fn run(command: DataCommand) -> Result<(), CliError> {
         DataCommand::Check(args) => check(args),
         DataCommand::Fetch(args) => super::fetch_data::run(&args.name, args.dir),
     }
-}
-
-pub(crate) fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn describe(name: &str, list: &ImageList) -> String {

@@ -167,8 +167,8 @@ fn fashion_mnist_full(dir: &Path) -> Result<(), CliError> {
     println!(
         "{}: the 60,000 training and 10,000 test images (licence: copyright, Expat); classes 0–4 of the training set ({} images) train, classes 5–9 of the test set ({}) test: `dml train --dataset fashion-mnist-full{root_flag}`",
         dir.display(),
-        super::data::thousands(train.len()),
-        super::data::thousands(test.len())
+        super::progress::thousands(train.len()),
+        super::progress::thousands(test.len())
     );
     Ok(())
 }

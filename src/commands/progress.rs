@@ -150,3 +150,16 @@ impl Drop for ImageCountBar {
         }
     }
 }
+
+/// `n` with a comma every three digits (`12,612`), as the published dataset sizes are written.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

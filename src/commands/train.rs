@@ -297,7 +297,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         "run: {}  ({} train images in {} classes, {}; {} loss, {} iterations)",
         run_dir.path().display(),
         inputs.train_labels().len(),
-        count_classes(inputs.train_labels()),
+        dml_engine::data::class_count(inputs.train_labels()),
         test.join(", "),
         config.loss.name(),
         config.run.iterations
@@ -341,21 +341,8 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     }
 }
 
-fn count_classes(labels: &[i64]) -> usize {
-    labels.iter().collect::<std::collections::BTreeSet<_>>().len()
-}
-
 fn first_evaluation(run: &RunDir) -> Option<RetrievalMetrics> {
-    run.metrics().ok()?.into_iter().find_map(|line| match line {
-        train::MetricsLine::Eval { recall_at_k, map_at_r, r_precision, .. } => Some(RetrievalMetrics {
-            recall_at_k: recall_at_k.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
-            map_at_r,
-            r_precision,
-            queries: 0,
-            skipped: 0,
-        }),
-        _ => None,
-    })
+    run.metrics().ok()?.iter().find_map(train::MetricsLine::metrics)
 }
 
 struct CliObserver {

@@ -9,6 +9,8 @@ use image::imageops::{self, FilterType};
 use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
 
+use crate::io::one_line;
+
 /// How 8-bit RGB pixels become network input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalization {
@@ -53,11 +55,6 @@ pub fn decode(path: &Path) -> Result<RgbImage, String> {
 /// [`decode`] of an image file's bytes.
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
     decode_reader(image::ImageReader::new(std::io::Cursor::new(bytes)))
-}
-
-// Decoder messages can span lines; dml's errors are one line.
-pub(crate) fn one_line(e: String) -> String {
-    e.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn decode_reader<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>) -> Result<RgbImage, String> {

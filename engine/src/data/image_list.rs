@@ -2,6 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The number of distinct labels.
+pub fn class_count(labels: &[i64]) -> usize {
+    labels.iter().collect::<std::collections::BTreeSet<_>>().len()
+}
+
 /// Image files (relative to the dataset root) with their class labels.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImageList {
@@ -24,7 +29,7 @@ impl ImageList {
     }
 
     pub fn classes(&self) -> usize {
-        self.labels.iter().collect::<std::collections::BTreeSet<_>>().len()
+        class_count(&self.labels)
     }
 
     /// The first listed file that does not exist under `root`, if any.

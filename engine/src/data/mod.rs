@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use augment::GreyTransform;
 pub use fashion_mnist::{DatasetError, GreyImages};
 pub use image_file::{ImageTransform, Normalization};
-pub use image_list::{ImageDataset, ImageList, ListError, TestSet};
+pub use image_list::{ImageDataset, ImageList, ListError, TestSet, class_count};
 pub use inputs::{BadImage, Batch, InputFormat, Inputs, Pending, TestPart, panic_message};
 pub use sampler::{PkSampler, SamplerError, SamplerState};
 

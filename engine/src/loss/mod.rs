@@ -1,4 +1,5 @@
-//! The metric losses of `../shared/spec/LOSSES.md`, each vectorised over the whole batch.
+//! The metric losses defined in the repository's `docs/losses.md`, each vectorised over the whole
+//! batch.
 //!
 //! A loss is configured by a [`LossConfig`] (serde, internally tagged by `name`, every parameter
 //! optional with its published default) and evaluated by the [`MetricLoss`] it initialises.

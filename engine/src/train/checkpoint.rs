@@ -9,7 +9,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::SamplerState;
-use crate::io::write_atomically;
 
 const MAGIC: &[u8; 8] = b"DMLCKPT1";
 
@@ -110,10 +109,6 @@ impl Checkpoint {
         let model = take("the model", len(1))?.to_vec();
         let optimizer = take("the optimiser", len(2))?.to_vec();
         Ok(Self { state: serde_json::from_slice(state)?, model, optimizer })
-    }
-
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        write_atomically(path, &self.to_bytes())
     }
 
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {

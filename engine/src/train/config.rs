@@ -237,7 +237,7 @@ impl TrainConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e, text)))?;
+        let config: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(toml_error_line(&e, text)))?;
         config.validate()?;
         Ok(config)
     }
@@ -402,7 +402,7 @@ fn non_finite_float(value: &toml::Value, path: &str) -> Option<(String, f64)> {
 }
 
 /// A TOML error as one line: where in `text` (line and column, from 1) and what.
-fn one_line(e: &toml::de::Error, text: &str) -> String {
+fn toml_error_line(e: &toml::de::Error, text: &str) -> String {
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return e.message().to_string() };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

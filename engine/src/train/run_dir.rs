@@ -47,6 +47,21 @@ impl MetricsLine {
             MetricsLine::Eval { iteration, .. } | MetricsLine::Train { iteration, .. } => *iteration,
         }
     }
+
+    /// An evaluation line's metrics, Recall@K keyed by K again (a key that is not a number, which
+    /// dml never writes, is left out); `None` for a training line.
+    pub fn metrics(&self) -> Option<RetrievalMetrics> {
+        match self {
+            MetricsLine::Eval { recall_at_k, map_at_r, r_precision, .. } => Some(RetrievalMetrics {
+                recall_at_k: recall_at_k.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect(),
+                map_at_r: *map_at_r,
+                r_precision: *r_precision,
+                queries: 0,
+                skipped: 0,
+            }),
+            MetricsLine::Train { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

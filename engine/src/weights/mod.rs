@@ -14,7 +14,7 @@ use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, bridge};
 use burn::tensor::DType;
 
-use crate::data::image_file::one_line;
+use crate::io::one_line;
 use crate::model::BackboneKind;
 
 #[derive(Debug, thiserror::Error)]
