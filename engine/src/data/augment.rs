@@ -13,7 +13,7 @@ pub struct GreyTransform {
 }
 
 impl GreyTransform {
-    pub fn from_config(config: &crate::train::AugmentConfig) -> Self {
+    pub fn from_config(config: &super::AugmentConfig) -> Self {
         let (mean, std) = config.grey_statistics();
         Self { mean, std }
     }

@@ -1,6 +1,7 @@
 //! Datasets in their on-disk formats, the P×K sampler and the input transforms.
 
 pub mod augment;
+pub mod augment_config;
 pub mod cars;
 pub mod cub;
 pub mod emoji;
@@ -20,11 +21,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use augment::GreyTransform;
+pub use augment_config::{AugmentConfig, FASHION_MNIST_MEAN, FASHION_MNIST_STD, NormalizeKind};
 pub use fashion_mnist::{DatasetError, GreyImages};
 pub use image_file::{ImageTransform, Normalization};
 pub use image_list::{ImageDataset, ImageList, ListError, TestSet, class_count};
 pub use inputs::{BadImage, Batch, InputFormat, Inputs, Pending, TestPart, panic_message};
-pub use sampler::{PkSampler, SamplerError, SamplerState};
+pub use sampler::{PkSampler, SamplerConfig, SamplerError, SamplerState};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -132,7 +134,7 @@ impl DataConfig {
     }
 
     /// The input a model trained on this dataset takes, for embedding other files.
-    pub fn input_format(&self, augment: &crate::train::AugmentConfig, auto: Normalization) -> InputFormat {
+    pub fn input_format(&self, augment: &AugmentConfig, auto: Normalization) -> InputFormat {
         match self.dataset.files() {
             None => InputFormat::Grey {
                 height: fashion_mnist::SIDE,
@@ -144,7 +146,7 @@ impl DataConfig {
     }
 
     /// The dataset's lists (or images, for Fashion-MNIST) with the transforms of `augment`.
-    pub fn inputs(&self, augment: &crate::train::AugmentConfig, auto: Normalization) -> Result<Inputs, ListError> {
+    pub fn inputs(&self, augment: &AugmentConfig, auto: Normalization) -> Result<Inputs, ListError> {
         let root = self.resolved_root();
         match self.dataset.files() {
             None => {

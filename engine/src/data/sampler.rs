@@ -11,6 +11,22 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Where the sampler is: enough to resume it.
+/// The `[sampler]` section of a run's config: the P×K shape of every training batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Classes per batch.
+    pub p: usize,
+    /// Images per class.
+    pub k: usize,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self { p: 5, k: 16 }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SamplerState {
     pub epoch: u64,

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::module::Module;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainSetSummary, TrainState};
-pub use config::{
-    AugmentConfig, ConfigError, EvalConfig, NormalizeKind, OptimizerConfig, OptimizerKind, RunConfig, SamplerConfig, TrainConfig,
-};
+pub use config::{ConfigError, EvalConfig, OptimizerConfig, OptimizerKind, RunConfig, TrainConfig};
+// The sections that configure the data live beside it; a run's config composes them.
+pub use crate::data::{AugmentConfig, NormalizeKind, SamplerConfig};
 pub use evaluation::{EmbedError, EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
 pub use trainer::{StepReport, TrainError, Trainer};
