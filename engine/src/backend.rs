@@ -275,12 +275,20 @@ fn cuda() -> Result<SelectedBackend, BackendError> {
 /// Whether tensors of this device live in host memory, so that host-side selection (top-k) is
 /// cheaper than a device kernel followed by a copy.
 pub fn selects_on_host(device: &Device) -> bool {
-    format!("{:?}", device.clone().without_autodiff().as_dispatch()).starts_with("Flex")
+    // Burn's device equality is the hardware's (autodiff aside), and the CPU backend has one.
+    *device == Device::flex()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_cpu_backend_selects_on_the_host() {
+        assert!(selects_on_host(&Device::flex()));
+        assert!(selects_on_host(&Device::flex().autodiff()));
+        assert!(!selects_on_host(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)));
+    }
     use AdapterKind::*;
     use GraphicsApi::*;
 
