@@ -19,7 +19,7 @@ from pytorch_metric_learning import losses, miners
 
 from pytorch_train_step import SmallCnn
 
-ROOT = Path(__file__).resolve().parent.parent / "data" / "fashion-mnist"
+ROOT = Path(__file__).resolve().parent.parent / "engine" / "data" / "fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
 
 

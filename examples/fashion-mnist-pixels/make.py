@@ -1,4 +1,4 @@
-"""Regenerates this example from the bundled Fashion-MNIST test set (data/fashion-mnist).
+"""Regenerates this example from the bundled Fashion-MNIST test set (engine/data/fashion-mnist).
 
 Embeddings: 14x14 mean-pooled pixels (196-d float32) of the first 200 test images of each of the
 zero-shot test classes 5-9 (sandal, shirt, sneaker, bag, ankle boot); labels: int64 class ids.
@@ -8,7 +8,7 @@ import gzip
 import pathlib
 import struct
 
-root = pathlib.Path(__file__).resolve().parents[2] / "data" / "fashion-mnist"
+root = pathlib.Path(__file__).resolve().parents[2] / "engine" / "data" / "fashion-mnist"
 images = gzip.open(root / "t10k-images-idx3-ubyte.gz").read()
 labels = gzip.open(root / "t10k-labels-idx1-ubyte.gz").read()
 count = struct.unpack(">I", labels[4:8])[0]

@@ -38,7 +38,7 @@ pub fn idx_u8(dims: &[u32], data: &[u8]) -> Vec<u8> {
 
 /// The bundled Fashion-MNIST test files.
 pub fn bundled_fashion_mnist() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("engine/data/fashion-mnist")
 }
 
 /// A full Fashion-MNIST folder: a small generated training set (`n` images, label `i % 10`,

@@ -53,10 +53,10 @@ pub struct DatasetError {
 
 /// The bundled test set's files, compiled in so that an installed or copied `dml` binary runs its
 /// default job without the source tree.
-const BUNDLED_IMAGES: &[u8] = include_bytes!("../../../data/fashion-mnist/t10k-images-idx3-ubyte.gz");
-const BUNDLED_LABELS: &[u8] = include_bytes!("../../../data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+const BUNDLED_IMAGES: &[u8] = include_bytes!("../../data/fashion-mnist/t10k-images-idx3-ubyte.gz");
+const BUNDLED_LABELS: &[u8] = include_bytes!("../../data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 /// The bundled files' copyright and licence (Expat), which must travel with them.
-pub const BUNDLED_LICENSE: &str = include_str!("../../../data/fashion-mnist/LICENSE");
+pub const BUNDLED_LICENSE: &str = include_str!("../../data/fashion-mnist/LICENSE");
 
 /// The folder of the bundled files in the source tree (`data/fashion-mnist`), for tests and
 /// tools that want them on disk; [`bundled`] reads the copy compiled into the library.
