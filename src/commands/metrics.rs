@@ -17,7 +17,7 @@ pub struct MetricsArgs {
     /// Gallery embeddings, float32/float64 [n, d] (the queries too unless --query-embeddings is given).
     #[arg(long, value_name = "E.npy")]
     embeddings: PathBuf,
-    /// Gallery labels, int32/int64 [n].
+    /// Gallery labels, int32/int64, shape (n,).
     #[arg(long, value_name = "L.npy")]
     labels: PathBuf,
     /// Separate query embeddings (In-Shop style query/gallery evaluation).
