@@ -7,6 +7,8 @@
 //! - an allocation over 1 GiB aborts the process after writing the input to `OUT/TARGET-oom`;
 //! - an input that runs past 10 s aborts after writing it to `OUT/TARGET-hang`.
 //!
+//! `fuzz TARGET --replay FILE` runs one saved input, its panic not caught.
+//!
 //! Targets: `npy`, `idx`, `mat5`, `checkpoint`, `model` (a `model.bpk` into the default job's
 //! network), `list` (CUB, SOP, In-Shop, Cars-196 lists and image folders, through a scratch
 //! folder), `config` (TOML and `--set` overrides). The last
@@ -82,6 +84,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: fuzz npy|idx|mat5|checkpoint|model|list|config SECONDS [SEED] [OUT]";
     let target = args.get(1).expect(usage).clone();
+    if args.get(2).map(String::as_str) == Some("--replay") {
+        // One input, no panic caught: the panic's message and place, for fixing it.
+        let scratch = std::env::temp_dir().join(format!("dml-fuzz-replay-{}", std::process::id()));
+        let run = dml_bench::fuzz_targets::target(&target, &scratch).unwrap_or_else(|| panic!("unknown target `{target}`"));
+        let input = std::fs::read(args.get(3).expect("fuzz TARGET --replay FILE")).expect("the input file");
+        println!("{}", run(&input));
+        return;
+    }
     let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let seed: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let out = PathBuf::from(args.get(4).cloned().unwrap_or_else(|| "target/fuzz".into()));

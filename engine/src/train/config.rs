@@ -175,9 +175,27 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        // TOML's integers are signed 64-bit: a larger count read from a file (the TOML reader
+        // takes it into a u64) could not be written back to config.toml.
+        let margin_seed = match &self.loss {
+            LossConfig::Margin(margin) => Some(("loss.seed", margin.seed)),
+            _ => None,
+        };
+        let counts = [
+            ("run.iterations", self.run.iterations),
+            ("run.eval_interval", self.run.eval_interval),
+            ("run.checkpoint_interval", self.run.checkpoint_interval),
+            ("run.seed", self.run.seed),
+        ];
+        let steps = self.optimizer.lr_steps.iter().map(|&s| ("optimizer.lr_steps", s));
+        if let Some((name, value)) = counts.into_iter().chain(steps).chain(margin_seed).find(|&(_, v)| v > i64::MAX as u64) {
+            return bad(format!("{name} = {value}: at most {} (a TOML integer)", i64::MAX));
+        }
         // Every float, wherever it is (loss parameters included), is a number: `nan` and `inf`
         // are TOML floats, and would pass the comparisons below or poison training silently.
-        if let Some((path, value)) = non_finite_float(&toml::Value::try_from(self).expect("a config is TOML"), "") {
+        let as_toml =
+            toml::Value::try_from(self).map_err(|e| ConfigError::Invalid(format!("the config cannot be written as TOML: {e}")))?;
+        if let Some((path, value)) = non_finite_float(&as_toml, "") {
             return bad(format!("{path} = {value}: must be a finite number"));
         }
         // Sizes that allocate, bounded far above any published setting and below what would
@@ -345,6 +363,15 @@ mod tests {
         assert!(refused(&["data.workers=99999"]).contains("data.workers = 99999"));
         assert!(refused(&["eval.batch_size=10000000"]).contains("eval.batch_size = 10000000"));
         assert!(refused(&["eval.ks=[1, 100000000]"]).contains("eval.ks (largest) = 100000000"));
+        // Found by the fuzzer: a count past i64::MAX in a file was read, then could not be
+        // written back (a panic in validation and in config.toml's writer).
+        for (section, key) in [("run", "eval_interval"), ("run", "seed"), ("optimizer", "lr_steps")] {
+            let big = "10088888888888888888";
+            let value = if key == "lr_steps" { format!("[{big}]") } else { big.to_string() };
+            let file = format!("[{section}]\n{key} = {value}\n");
+            let message = TrainConfig::from_toml(&file).map(|_| ()).unwrap_err().to_string();
+            assert!(message.contains(&format!("{section}.{key} = {big}: at most 9223372036854775807")), "{message}");
+        }
         // The same rules hold for a config file.
         let file = TrainConfig::default().to_toml().replace("prefetch = 2", "prefetch = 100");
         assert!(TrainConfig::from_toml(&file).unwrap_err().to_string().contains("data.prefetch = 100: at most 64"));
