@@ -58,10 +58,10 @@ const BUNDLED_LABELS: &[u8] = include_bytes!("../../data/fashion-mnist/t10k-labe
 /// The bundled files' copyright and licence (Expat), which must travel with them.
 pub const BUNDLED_LICENSE: &str = include_str!("../../data/fashion-mnist/LICENSE");
 
-/// The folder of the bundled files in the source tree (`data/fashion-mnist`), for tests and
+/// The folder of the bundled files in the source tree (`engine/data/fashion-mnist`), for tests and
 /// tools that want them on disk; [`bundled`] reads the copy compiled into the library.
 pub fn bundled_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
 }
 
 /// The bundled test set: Fashion-MNIST's 10,000 `t10k` images with their labels.
