@@ -10,7 +10,6 @@ pub mod thumbnails;
 pub mod training;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,12 +46,11 @@ pub struct DmlApp {
     opening: Option<Opening>,
 }
 
-/// A run folder being opened in the background; superseded (and its result dropped) when
-/// another is opened before it is done.
+/// A run folder being opened in the background. Opening another before it is done replaces
+/// it: the thread still finishes reading, into a slot nobody looks at any more.
 struct Opening {
     path: PathBuf,
     result: Arc<Mutex<Option<Result<RunData, String>>>>,
-    cancelled: Arc<AtomicBool>,
 }
 
 impl DmlApp {
@@ -91,22 +89,16 @@ impl DmlApp {
     /// Opens the run folder at `path` on another thread; the window shows it when it is read.
     /// An opening still under way is superseded.
     pub fn open(&mut self, path: &Path, ctx: &egui::Context) {
-        if let Some(previous) = self.opening.take() {
-            previous.cancelled.store(true, Ordering::SeqCst);
-        }
         let result = Arc::new(Mutex::new(None));
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let (slot, stop, ctx, folder) = (result.clone(), cancelled.clone(), ctx.clone(), path.to_path_buf());
+        let (slot, ctx, folder) = (result.clone(), ctx.clone(), path.to_path_buf());
         std::thread::spawn(move || {
             let opened = std::panic::catch_unwind(|| RunData::open(&folder)).unwrap_or_else(|panic| {
                 Err(format!("{}: reading the run failed ({})", folder.display(), dml_engine::data::panic_message(panic.as_ref())))
             });
-            if !stop.load(Ordering::SeqCst) {
-                *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
-                ctx.request_repaint();
-            }
+            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
+            ctx.request_repaint();
         });
-        self.opening = Some(Opening { path: path.to_path_buf(), result, cancelled });
+        self.opening = Some(Opening { path: path.to_path_buf(), result });
     }
 
     /// Whether a run is being opened.

@@ -160,9 +160,9 @@ impl RunData {
     /// Whether the test embeddings should be read (again): there are none, and a file has been
     /// written since the last try (the run finished, or an unreadable file was replaced).
     pub fn embeddings_due(&self) -> bool {
+        // A run that had none when it was opened has no stamp: any file now differs from it.
         let path = self.path.join("embeddings.npy");
         self.embeddings.is_none() && path.exists() && modified(&path) != self.embeddings_stamp
-            || self.embeddings.is_none() && path.exists() && self.embeddings_note.starts_with("no test embeddings yet")
     }
 
     /// Re-reads `metrics.jsonl` when it changed; true when it did.

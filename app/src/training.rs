@@ -93,9 +93,8 @@ impl BackgroundRun {
 
 impl Drop for BackgroundRun {
     fn drop(&mut self) {
-        // Closing the app stops the run at a checkpoint; `dml train --resume` continues it. The
-        // app waits for that checkpoint only when it closes (`DmlApp::on_exit`); nothing else
-        // drops a run that is still going.
+        // Closing the app stops the run at a checkpoint; `dml train --resume` continues it. Only
+        // the app's own drop at close drops a run that is still going, so only closing waits.
         self.stop();
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
@@ -139,19 +138,17 @@ pub fn start(config: TrainConfig, runs_root: &Path, ctx: &egui::Context) -> Resu
     let (report, halt) = (status.clone(), stop.clone());
     let observer_ctx = ctx.clone();
     let handle = in_background(status.clone(), ctx.clone(), move || {
-        (|| -> Result<String, String> {
-            let selected = backend::select(config.run.backend).map_err(|e| e.to_string())?;
-            let mut trainer = Trainer::new(&config, &selected.device).map_err(|e| e.to_string())?;
-            let mut observer = Observer { status: report, ctx: observer_ctx };
-            match train::run(&run, &mut trainer, &mut observer, &halt).map_err(|e| e.to_string())? {
-                Outcome::Finished(e) => Ok(format!(
-                    "finished: Recall@1 {:.4}, MAP@R {:.4}",
-                    e.metrics.recall_at_k.get(&1).copied().unwrap_or(0.0),
-                    e.metrics.map_at_r
-                )),
-                Outcome::Stopped(i) => Ok(format!("stopped at iteration {i}; checkpoint saved (dml train --resume continues it)")),
-            }
-        })()
+        let selected = backend::select(config.run.backend).map_err(|e| e.to_string())?;
+        let mut trainer = Trainer::new(&config, &selected.device).map_err(|e| e.to_string())?;
+        let mut observer = Observer { status: report, ctx: observer_ctx };
+        match train::run(&run, &mut trainer, &mut observer, &halt).map_err(|e| e.to_string())? {
+            Outcome::Finished(e) => Ok(format!(
+                "finished: Recall@1 {:.4}, MAP@R {:.4}",
+                e.metrics.recall_at_k.get(&1).copied().unwrap_or(0.0),
+                e.metrics.map_at_r
+            )),
+            Outcome::Stopped(i) => Ok(format!("stopped at iteration {i}; checkpoint saved (dml train --resume continues it)")),
+        }
     });
     Ok(BackgroundRun { status, stop, handle: Some(handle) })
 }

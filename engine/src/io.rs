@@ -165,6 +165,13 @@ pub fn plain_name(name: &str) -> Option<&str> {
     (!device).then_some(name)
 }
 
+/// `path` as text with `/` between its components, whatever the system: how dml writes file
+/// names into its own files (a run's `embeddings.txt`, a checkpoint's training-set digest), so
+/// that they read the same on every system. A component that is not UTF-8 is written lossily.
+pub fn slash_path(path: &Path) -> String {
+    path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+}
+
 /// `text` on one line, its runs of white space (line breaks included) made single spaces: the
 /// messages of decoders and readers can span lines, and dml's errors are one line each.
 pub fn one_line(text: String) -> String {

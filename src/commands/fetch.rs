@@ -80,7 +80,11 @@ pub fn extract_zip_member(archive: &Path, member: &str, target: &Path, max_bytes
 /// An archive member's bytes, at most `max_bytes` of them: a member larger than that (or than
 /// its header said) is an error naming it, not an allocation of whatever it claims.
 pub fn read_member(member: impl Read, max_bytes: u64, name: &str) -> Result<Vec<u8>, String> {
-    dml_engine::io::read_to_end_at_most(member, max_bytes, name).map_err(|e| format!("{name}: {e}"))
+    dml_engine::io::read_to_end_at_most(member, max_bytes, name).map_err(|e| {
+        // The bound's own error ("<name> is larger than N bytes") names the member already.
+        let text = e.to_string();
+        if text.starts_with(name) { text } else { format!("{name}: {text}") }
+    })
 }
 
 /// The SHA-256 of `bytes` in lower-case hex.

@@ -172,10 +172,14 @@ impl ImageTransform {
             return self.test_view_of_centre_strip(image, resize);
         }
         let resized = if (rw, rh) == (w, h) { image.clone() } else { imageops::resize(image, rw as u32, rh as u32, FilterType::Triangle) };
-        let crop = self.crop as u64;
-        let left = ((rw - crop) as f64 / 2.0).round() as u32;
-        let top = ((rh - crop) as f64 / 2.0).round() as u32;
-        imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
+        self.centre_crop(&resized)
+    }
+
+    /// The centred `crop × crop` square, its margins rounded like torchvision's `CenterCrop`.
+    fn centre_crop(&self, image: &RgbImage) -> RgbImage {
+        let left = ((image.width() - self.crop) as f64 / 2.0).round() as u32;
+        let top = ((image.height() - self.crop) as f64 / 2.0).round() as u32;
+        imageops::crop_imm(image, left, top, self.crop, self.crop).to_image()
     }
 
     /// [`test_view`](Self::test_view) of an image so elongated that resizing all of it would
@@ -197,10 +201,7 @@ impl ImageTransform {
         };
         let strip_out = (strip * resize / short).max(self.crop as u64) as u32;
         let (rw, rh) = if w > h { (strip_out, resize as u32) } else { (resize as u32, strip_out) };
-        let resized = imageops::resize(&cut, rw, rh, FilterType::Triangle);
-        let left = ((rw - self.crop) as f64 / 2.0).round() as u32;
-        let top = ((rh - self.crop) as f64 / 2.0).round() as u32;
-        imageops::crop_imm(&resized, left, top, self.crop, self.crop).to_image()
+        self.centre_crop(&imageops::resize(&cut, rw, rh, FilterType::Triangle))
     }
 
     /// A `crop × crop` view as normalised channel-major floats appended to `out`.

@@ -48,14 +48,12 @@ impl TrainSetSummary {
         for (i, label) in labels.iter().enumerate() {
             if let Some(path) = paths.and_then(|p| p.get(i)) {
                 // `/`-joined components: the same digest on every system.
-                let text: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-                eat(text.join("/").as_bytes());
+                eat(crate::io::slash_path(path).as_bytes());
                 eat(&[0]);
             }
             eat(&label.to_le_bytes());
         }
-        let classes = labels.iter().collect::<std::collections::BTreeSet<_>>().len();
-        Self { images: labels.len(), classes, digest: format!("{hash:016x}") }
+        Self { images: labels.len(), classes: crate::data::class_count(labels), digest: format!("{hash:016x}") }
     }
 }
 

@@ -65,22 +65,20 @@ pub fn embed_part(
 ) -> Result<Embedded, EmbedError> {
     let total = inputs.test_parts()[part].labels.len();
     let mut starts = (0..total).step_by(batch_size.max(1));
-    let mut queue: VecDeque<Pending<Result<Batch, BadImage>>> = VecDeque::new();
-    let mut starts_queued: VecDeque<usize> = VecDeque::new();
+    // Each batch being decoded, with the index of its first item.
+    let mut queue: VecDeque<(usize, Pending<Result<Batch, BadImage>>)> = VecDeque::new();
     let mut out = Embedded::default();
     let mut done = 0;
     loop {
         while queue.len() < prefetch.max(1) {
             let Some(start) = starts.next() else { break };
             let items = start..(start + batch_size).min(total);
-            starts_queued.push_back(start);
-            queue.push_back(inputs.prefetch(move |inputs| inputs.test_batch(part, items)));
+            queue.push_back((start, inputs.prefetch(move |inputs| inputs.test_batch(part, items))));
         }
-        let Some(pending) = queue.pop_front() else {
+        let Some((start, pending)) = queue.pop_front() else {
             break;
         };
         let batch = pending.wait()?;
-        let start = starts_queued.pop_front().expect("one start per queued batch");
         out.rows.extend(batch.sources.iter().map(|s| start + s));
         out.embeddings.extend(model.embed_batch(&batch, device));
         out.labels.extend_from_slice(&batch.labels);

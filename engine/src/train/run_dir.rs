@@ -189,9 +189,7 @@ impl RunDir {
         inputs.dataset_root()?;
         let mut text = String::new();
         for &row in rows {
-            let path = inputs.test_path(part, row)?;
-            let parts: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            text.push_str(&parts.join("/"));
+            text.push_str(&crate::io::slash_path(inputs.test_path(part, row)?));
             text.push('\n');
         }
         Some(text)
