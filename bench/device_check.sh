@@ -3,7 +3,10 @@
 # bench/prepare_device_check.sh, which packs .device/): training-step time of dml on wgpu (Vulkan)
 # against PyTorch CUDA for the small CNN (batch 80, 28×28) and ResNet-18/50 and BN-Inception
 # (batch 32, 224×224), same model, loss (pml's ms with its miner) and optimiser; then the default
-# job end to end on wgpu. Log in $OUT/device_check.log (or /tmp/device-check/).
+# job end to end on wgpu; then retrieval on SOP-like embeddings (60,502 × 512, Recall@1,10,100,1000
+# and MAP@R, leave-one-out): `dml metrics` on the CPU and on the GPU through dml's retrieval
+# shader, and faiss's exact search where its package is there, alternately. Log in
+# $OUT/device_check.log (or /tmp/device-check/).
 # Locally, to try it: DML_BACKEND=wgpu TORCH_DEVICE=cpu QUICK=1 PYTHON=bench/.venv/bin/python
 # bench/device_check.sh (wgpu on lavapipe, PyTorch on the CPU).
 set -uo pipefail
@@ -73,3 +76,24 @@ start=$(date +%s%N)
 "$bin/dml" train --backend "$backend" --run-dir /tmp/dml-device-job --iterations "$iterations" 2>"$out/default_job.err" | tail -9
 echo "wall: $((($(date +%s%N) - start) / 1000000)) ms; $(tr '\r' '\n' <"$out/default_job.err" | grep -m1 '^backend')"
 tr '\r' '\n' <"$out/default_job.err" | grep "^train" | tail -1
+
+echo "== retrieval: SOP-like 60,502 × 512, K = 1,10,100,1000, wall time of the whole command"
+retrieval=/tmp/dml-device-retrieval
+mkdir -p "$retrieval"
+"$python" bench/make_sop_like.py "$retrieval/e.npy" "$retrieval/l.npy"
+metrics() { # backend
+    local start
+    start=$(date +%s%N)
+    "$bin/dml" metrics --embeddings "$retrieval/e.npy" --labels "$retrieval/l.npy" --k 1,10,100,1000 --json \
+        --backend "$1" 2>/dev/null | tr -d '\n'
+    echo " ($((($(date +%s%N) - start) / 1000000)) ms)"
+}
+for round in $([ "$quick" = 1 ] && echo 1 || echo 1 2); do
+    echo "dml metrics (cpu): $(metrics cpu)"
+    echo "dml metrics ($backend, retrieval shader): $(metrics "$backend")"
+    if "$python" -c "import faiss" 2>/dev/null; then
+        echo "faiss (IndexFlatIP): $("$python" bench/faiss_metrics.py "$retrieval/e.npy" "$retrieval/l.npy" 1,10,100,1000)"
+    else
+        echo "faiss: not installed on this machine"
+    fi
+done

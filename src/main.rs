@@ -1,5 +1,9 @@
 //! `dml`: deep metric learning from the command line.
 
+// The doc comments of the argument structs are clap's help text, printed as written: `<name>`
+// there is a placeholder for the user, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod commands;
 mod error;
 

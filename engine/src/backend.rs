@@ -247,7 +247,7 @@ fn choose(
             BackendChoice::Cpu,
             format!(
                 "cpu (flex, {} kernels; auto: no {} GPU)",
-                crate::kernels::cpu_isa(),
+                dml_kernels::cpu_isa(),
                 primary.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" or ")
             ),
         ),
@@ -258,7 +258,7 @@ fn cpu() -> SelectedBackend {
     SelectedBackend {
         device: Device::flex(),
         choice: BackendChoice::Cpu,
-        description: format!("cpu (flex, {} kernels)", crate::kernels::cpu_isa()),
+        description: format!("cpu (flex, {} kernels)", dml_kernels::cpu_isa()),
     }
 }
 
@@ -272,23 +272,10 @@ fn cuda() -> Result<SelectedBackend, BackendError> {
     Err(BackendError("this build of dml has no CUDA support; rebuild with `--features cuda`".into()))
 }
 
-/// Whether tensors of this device live in host memory, so that host-side selection (top-k) is
-/// cheaper than a device kernel followed by a copy.
-pub fn selects_on_host(device: &Device) -> bool {
-    // Burn's device equality is the hardware's (autodiff aside), and the CPU backend has one.
-    *device == Device::flex()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_the_cpu_backend_selects_on_the_host() {
-        assert!(selects_on_host(&Device::flex()));
-        assert!(selects_on_host(&Device::flex().autodiff()));
-        assert!(!selects_on_host(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)));
-    }
     use AdapterKind::*;
     use GraphicsApi::*;
 
@@ -343,7 +330,7 @@ mod tests {
     fn auto_stays_on_the_cpu_without_a_gpu_and_wgpu_then_takes_the_software_one() {
         let ci = [adapter("llvmpipe (LLVM 15.0.6, 256 bits)", Vulkan, Cpu), adapter("llvmpipe", OpenGl, Cpu)];
         let (r, asked) = pick(BackendChoice::Auto, "linux", &ci);
-        let cpu = format!("cpu (flex, {} kernels; auto: no Vulkan or DX12 GPU)", crate::kernels::cpu_isa());
+        let cpu = format!("cpu (flex, {} kernels; auto: no Vulkan or DX12 GPU)", dml_kernels::cpu_isa());
         assert_eq!(r.unwrap(), (BackendChoice::Cpu, cpu));
         assert_eq!(asked, [Vulkan, Dx12]);
         let (r, asked) = pick(BackendChoice::Wgpu, "linux", &ci);

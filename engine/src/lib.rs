@@ -2,13 +2,15 @@
 //! on Burn with the backend chosen at run time.
 
 pub use burn;
+/// The hand-written kernels (the workspace's `shaders/` crate), re-exported for the command line
+/// and benchmarks.
+pub use dml_kernels as kernels;
 pub use image;
 
 pub mod backend;
 pub mod data;
 pub mod eval;
 pub mod io;
-pub mod kernels;
 pub mod loss;
 pub mod memory;
 pub mod model;

@@ -1,5 +1,6 @@
 //! The wgpu backend (lavapipe on machines without a GPU) agrees with the CPU backend on a loss
-//! with mining, one with sorting and searching, and on device-side top-k retrieval. Kept small:
+//! with mining, one with sorting and searching, and on retrieval by device-side top-k and by
+//! dml's retrieval shader. Kept small:
 //! kernels compile slowly on a software Vulkan.
 //!
 //! Needs a wgpu adapter: on Linux a Vulkan driver (`mesa-vulkan-drivers` gives lavapipe), on
@@ -68,14 +69,26 @@ fn wgpu_matches_cpu() {
     on_device.block_rows = Some(50);
     let mut on_host = RetrievalConfig::new(&ks);
     on_host.selection = Selection::Host;
-    let a = on_device.evaluate(tensor(&x, 120, 8, &gpu.clone().without_autodiff()), &y);
+    let mut by_shader = RetrievalConfig::new(&ks);
+    by_shader.selection = Selection::Shader;
+    let gpu = gpu.without_autodiff();
     let b = on_host.evaluate(tensor(&x, 120, 8, &Device::flex()), &y);
-    assert_eq!(a.queries, b.queries);
-    for k in ks {
-        assert_close(&format!("Recall@{k}"), a.recall_at_k[&k], b.recall_at_k[&k], 0.0, 1e-12);
+    for (what, a) in
+        [("device top-k", on_device.evaluate(tensor(&x, 120, 8, &gpu), &y)), ("shader", by_shader.evaluate(tensor(&x, 120, 8, &gpu), &y))]
+    {
+        assert_eq!(a.queries, b.queries, "{what}");
+        for k in ks {
+            assert_close(&format!("{what}: Recall@{k}"), a.recall_at_k[&k], b.recall_at_k[&k], 0.0, 1e-12);
+        }
+        assert_close(&format!("{what}: MAP@R"), a.map_at_r, b.map_at_r, 0.0, 1e-12);
+        assert_close(&format!("{what}: R-Precision"), a.r_precision, b.r_precision, 0.0, 1e-12);
     }
-    assert_close("MAP@R", a.map_at_r, b.map_at_r, 0.0, 1e-12);
-    assert_close("R-Precision", a.r_precision, b.r_precision, 0.0, 1e-12);
+    // Query/gallery through the shader, as `dml metrics --backend wgpu` runs In-Shop.
+    let (queries, gallery) = (&x[..40 * 8], &x[40 * 8..]);
+    let split = |config: &RetrievalConfig, device: &Device| {
+        config.evaluate_split(tensor(queries, 40, 8, device), &y[..40], tensor(gallery, 80, 8, device), &y[40..])
+    };
+    assert_eq!(split(&by_shader, &gpu), split(&on_host, &Device::flex()), "query/gallery: shader and host");
 }
 
 /// Each backend has its own random generator; the initial weights are drawn on the CPU so that a

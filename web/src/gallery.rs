@@ -52,18 +52,28 @@ impl Gallery {
         self.labels.is_empty()
     }
 
-    /// The `k` gallery images most similar to `query` (a unit vector), most similar first; equal
-    /// scores in gallery order.
-    pub fn neighbours(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, String> {
+    /// `Err` for a query of another dimension than the gallery's.
+    pub fn check_query(&self, query: &[f32]) -> Result<(), String> {
         if query.len() != self.dim {
             return Err(format!("the query has {} dimensions, the gallery {}", query.len(), self.dim));
         }
-        let mut all: Vec<Neighbour> = self
-            .embeddings
-            .chunks_exact(self.dim)
-            .enumerate()
-            .map(|(index, row)| Neighbour { index, score: row.iter().zip(query).map(|(a, b)| a * b).sum() })
-            .collect();
+        Ok(())
+    }
+
+    /// The gallery images `rows`, in that order, with their similarity to `query`.
+    pub fn scored(&self, query: &[f32], rows: impl IntoIterator<Item = usize>) -> Vec<Neighbour> {
+        rows.into_iter().map(|index| Neighbour { index, score: self.similarity(query, index) }).collect()
+    }
+
+    fn similarity(&self, query: &[f32], index: usize) -> f32 {
+        self.embeddings[index * self.dim..(index + 1) * self.dim].iter().zip(query).map(|(a, b)| a * b).sum()
+    }
+
+    /// The `k` gallery images most similar to `query` (a unit vector), most similar first; equal
+    /// scores in gallery order.
+    pub fn neighbours(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, String> {
+        self.check_query(query)?;
+        let mut all = self.scored(query, 0..self.len());
         let k = k.min(all.len());
         let by_score = |a: &Neighbour, b: &Neighbour| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));
         if k < all.len() {

@@ -53,6 +53,25 @@ struct Inner {
     gallery: Gallery,
     backend: String,
     backend_detail: String,
+    /// dml's retrieval shader on the page's WebGPU, where the model runs there too.
+    #[cfg(feature = "webgpu")]
+    ranker: Option<dml_kernels::retrieval::GpuRanker>,
+}
+
+impl Inner {
+    /// The `k` gallery images nearest `query`, and what ranked them: the retrieval shader on
+    /// WebGPU where it is open, else the CPU.
+    async fn neighbours(&self, query: &[f32], k: usize) -> Result<(Vec<gallery::Neighbour>, &'static str), String> {
+        let gallery = &self.gallery;
+        #[cfg(feature = "webgpu")]
+        if let Some(ranker) = self.ranker.as_ref().filter(|_| k > 0) {
+            gallery.check_query(query)?;
+            let ranked =
+                ranker.top_k(query, &gallery.embeddings, gallery.dim, k.min(gallery.len()), false).await.map_err(|e| e.to_string())?;
+            return Ok((gallery.scored(query, ranked[0].iter().map(|&row| row as usize)), "WebGPU shader"));
+        }
+        Ok((gallery.neighbours(query, k)?, "CPU"))
+    }
 }
 
 /// A loaded model and gallery.
@@ -83,7 +102,17 @@ pub async fn load_demo(
     let model_bytes = on_gpu.then(|| model.clone());
     let model = model_from_bytes(&config, model, &device).map_err(|e| JsError::new(&format!("model.bpk: {e}")))?.valid();
     let format = config.input_format();
-    let inner = Inner { model, device, format, gallery, backend, backend_detail };
+    #[cfg_attr(not(feature = "webgpu"), allow(unused_mut))]
+    let mut inner = Inner {
+        model,
+        device,
+        format,
+        gallery,
+        backend,
+        backend_detail,
+        #[cfg(feature = "webgpu")]
+        ranker: None,
+    };
     // A first forward pass compiles the GPU kernels, so that the user's first query is not the
     // slow one; and it is checked against the CPU backend, so that a browser whose WebGPU
     // miscompiles a kernel is caught here rather than answering queries wrongly.
@@ -102,6 +131,13 @@ pub async fn load_demo(
                     "WebGPU failed its self-check: in pass {pass}, its embedding of a test image differs from the CPU backend's by {diff:.3}"
                 )));
             }
+        }
+    }
+    #[cfg(feature = "webgpu")]
+    if on_gpu {
+        match dml_kernels::retrieval::GpuRanker::open(dml_kernels::retrieval::wgpu::Backends::BROWSER_WEBGPU).await {
+            Ok(ranker) => inner.ranker = Some(ranker),
+            Err(e) => inner.backend_detail = format!("{}; neighbours ranked on the CPU: {e}", inner.backend_detail),
         }
     }
     Ok(Demo { inner: Rc::new(inner) })
@@ -213,13 +249,18 @@ impl Demo {
         })
     }
 
-    /// The `k` nearest gallery images of an embedding and where it lands on the map, as JSON:
-    /// `{"neighbours":[{"index":..,"score":..},..],"position":[x,y]}`.
-    pub fn search(&self, embedding: &[f32], k: usize) -> Result<String, JsError> {
-        let gallery = &self.inner.gallery;
-        let neighbours = gallery.neighbours(embedding, k).map_err(|e| JsError::new(&e))?;
-        let position = gallery.place(&neighbours);
-        Ok(serde_json::json!({ "neighbours": neighbours, "position": position }).to_string())
+    /// The `k` nearest gallery images of an embedding, where it lands on the map and what ranked
+    /// them, as a promise of JSON:
+    /// `{"neighbours":[{"index":..,"score":..},..],"position":[x,y],"ranked_by":"CPU"}`.
+    pub fn search(&self, embedding: Vec<f32>, k: usize) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (neighbours, ranked_by) = inner.neighbours(&embedding, k).await.map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let position = inner.gallery.place(&neighbours);
+            Ok(JsValue::from_str(
+                &serde_json::json!({ "neighbours": neighbours, "position": position, "ranked_by": ranked_by }).to_string(),
+            ))
+        })
     }
 
     /// The gallery's map, `[x0, y0, x1, y1, ..]`.

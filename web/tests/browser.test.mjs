@@ -185,6 +185,9 @@ async function exercise(kind) {
     const shown = await page.$$eval('#results figure', (fs) => fs.slice(0, 5).map((f) => Number(f.dataset.index)));
     const want = topK(gallery, expected, 5);
     check(JSON.stringify(shown) === JSON.stringify(want), `${kind}: ${path.basename(file)}: top-5 shown ${shown} = native ${want}`);
+    // On WebGPU the neighbours come from dml's retrieval shader, on the CPU build from the CPU.
+    const rankedBy = kind === 'webgpu' ? 'WebGPU shader' : 'CPU';
+    check(result.ranked_by === rankedBy, `${kind}: ${path.basename(file)}: ranked by ${result.ranked_by}`);
     times.push(result.ms);
   }
   // A gallery image finds itself.

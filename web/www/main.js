@@ -226,7 +226,16 @@ async function runQuery(embed, preview, label) {
   }
   const ms = performance.now() - start;
   state.timings.push(ms);
-  const result = JSON.parse(state.demo.search(embedding, K));
+  let result;
+  try {
+    result = JSON.parse(await state.demo.search(embedding, K));
+  } catch (error) {
+    $('timing').textContent = '';
+    state.last = { error: describe(error) };
+    showError(state.last.error);
+    state.answered += 1;
+    return;
+  }
   state.last = { embedding: Array.from(embedding), ms, ...result };
   $('query-preview').replaceChildren(preview);
   $('query-label').textContent = label === null ? 'query: your image' : `query: ${className(label)}`;

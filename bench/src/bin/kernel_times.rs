@@ -13,11 +13,10 @@
 
 use std::time::Instant;
 
-use dml_engine::kernels::batch_norm::{self, BnShape, Clamp};
-use dml_engine::kernels::conv2d::{self, ConvGeometry};
-use dml_engine::kernels::max_pool;
-use dml_engine::kernels::pooling::Pooling;
-use dml_engine::kernels::winograd;
+use dml_kernels::batch_norm::kernel::{self as batch_norm, BnShape};
+use dml_kernels::conv2d::{self, ConvGeometry, winograd};
+use dml_kernels::max_pool::kernel as max_pool;
+use dml_kernels::{Clamp, Pooling};
 
 /// Values in (−0.5, 0.5), different per seed; any spread of signs and magnitudes does for timing.
 fn values(len: usize, seed: u64) -> Vec<f32> {

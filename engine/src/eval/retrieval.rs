@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::selects_on_host;
+use dml_kernels::runs_on_host;
 
 /// The scores of one evaluation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,14 +33,21 @@ pub struct RetrievalConfig {
     pub selection: Selection,
 }
 
-/// Where the top-k neighbours of a block of similarities are selected.
+/// Where each query's nearest gallery items are found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Selection {
-    /// On the host for CPU backends (the similarities are in host memory already), else on the device.
+    /// On the host for the CPU backend (the similarities are in host memory already); on a GPU
+    /// backend dml's retrieval shader where wgpu can open the same GPU, else Burn's top-k there.
     #[default]
     Auto,
+    /// Blocks of similarities computed on the device, each row's top-k selected on the host.
     Host,
+    /// Blocks of similarities and Burn's top-k on the device.
     Device,
+    /// dml's retrieval shader on the device's GPU (`dml_kernels::retrieval`): similarities and
+    /// running top-k fused, no similarity matrix. Builds with the `wgpu` feature; panics where the
+    /// device is not a GPU that wgpu can open.
+    Shader,
 }
 
 impl RetrievalConfig {
@@ -87,11 +94,15 @@ impl RetrievalConfig {
 
         let num_queries = query_labels.len();
         let on_host = match self.selection {
-            Selection::Auto => selects_on_host(&gallery.device()),
+            Selection::Auto => runs_on_host(&gallery.device()),
             Selection::Host => true,
-            Selection::Device => false,
+            Selection::Device | Selection::Shader => false,
         };
         let score = |neighbours: &[u32], q: usize| QueryResult::new(query_labels[q], relevant[q], neighbours, gallery_labels);
+        if let Some(ranked) = self.rank_with_shader(on_host, &queries, &gallery, depth, leave_one_out) {
+            let results: Vec<QueryResult> = ranked.iter().enumerate().map(|(q, n)| score(n, q)).collect();
+            return summarise(&self.ks, results.iter());
+        }
         if on_host && leave_one_out {
             let block = self.block_rows.unwrap_or(512);
             let ranked = rank_symmetric_on_host(&gallery, depth, block);
@@ -118,6 +129,52 @@ impl RetrievalConfig {
         let results: Vec<Vec<QueryResult>> =
             if on_host { blocks.par_iter().map(score_block).collect() } else { blocks.iter().map(score_block).collect() };
         summarise(&self.ks, results.iter().flatten())
+    }
+}
+
+impl RetrievalConfig {
+    /// Each query's `depth` nearest gallery rows from dml's retrieval shader, where the selection
+    /// asks for it (or leaves the choice and the device is a GPU that wgpu can open); `None` where
+    /// another path ranks. The unit vectors travel to the shader's own wgpu device once.
+    #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+    fn rank_with_shader(
+        &self,
+        on_host: bool,
+        queries: &Tensor<2>,
+        gallery: &Tensor<2>,
+        depth: usize,
+        leave_one_out: bool,
+    ) -> Option<Vec<Vec<u32>>> {
+        use dml_kernels::retrieval::GpuRanker;
+        let ranker = match self.selection {
+            Selection::Host | Selection::Device => return None,
+            Selection::Auto if on_host => return None,
+            Selection::Auto => GpuRanker::for_device(&gallery.device())?.ok()?,
+            Selection::Shader => match GpuRanker::for_device(&gallery.device()) {
+                Some(Ok(ranker)) => ranker,
+                Some(Err(e)) => panic!("the retrieval shader cannot run: {e}"),
+                None => panic!("the retrieval shader needs a GPU device, not {:?}", gallery.device()),
+            },
+        };
+        let dim = gallery.dims()[1];
+        let values = |t: &Tensor<2>| t.clone().try_into_vec_as::<f32>().expect("f32 embeddings");
+        let gallery_values = values(gallery);
+        let query_values = if leave_one_out { None } else { Some(values(queries)) };
+        let ranked = ranker.top_k_blocking(query_values.as_deref().unwrap_or(&gallery_values), &gallery_values, dim, depth, leave_one_out);
+        match ranked {
+            Ok(ranked) => Some(ranked),
+            Err(e) if self.selection == Selection::Shader => panic!("the retrieval shader failed: {e}"),
+            Err(e) => {
+                eprintln!("warning: the retrieval shader failed ({e}); ranking with Burn's top-k instead");
+                None
+            }
+        }
+    }
+
+    #[cfg(not(all(feature = "wgpu", not(target_family = "wasm"))))]
+    fn rank_with_shader(&self, _: bool, _: &Tensor<2>, gallery: &Tensor<2>, _: usize, _: bool) -> Option<Vec<Vec<u32>>> {
+        assert!(self.selection != Selection::Shader, "this build has no retrieval shader (the `wgpu` feature), {:?}", gallery.device());
+        None
     }
 }
 

@@ -8,7 +8,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::conv_bn::{ConvBn, ConvSpec};
-use crate::kernels;
+use dml_kernels as kernels;
 
 /// The widths of one inception module.
 struct Widths {

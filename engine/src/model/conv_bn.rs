@@ -1,14 +1,12 @@
 //! Convolution followed by batch norm (and usually ReLU): the unit every backbone is built from.
-//! On the CPU backend it runs dml's host kernels; elsewhere Burn's own operations.
+//! The convolution and batch norm are `dml_kernels`' operations, which choose between dml's host
+//! kernels (CPU backend) and Burn's own.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-
-use crate::backend::selects_on_host;
-use crate::kernels::{Clamp, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d};
+use dml_kernels::{Clamp, batch_norm, conv2d};
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -79,51 +77,6 @@ impl ConvBn {
     }
 
     fn run(&self, x: Tensor<4>, activate: bool) -> Tensor<4> {
-        let device = x.device();
-        let norm = &self.norm;
-        if !selects_on_host(&device) {
-            let y = norm.forward(self.conv.forward(x));
-            return if activate { relu(y) } else { y };
-        }
-        let weight = self.conv.weight.val();
-        let bias = match &self.conv.bias {
-            Some(bias) => bias.val(),
-            None => Tensor::zeros([weight.dims()[0]], &device),
-        };
-        let y = host_conv2d(x, weight, bias, self.conv.stride, padding(&self.conv.padding));
-        host_batch_norm(norm, y, if activate { Clamp::RELU } else { Clamp::NONE })
-    }
-}
-
-/// Batch norm followed by `clamp` as one host kernel (on the CPU backend, where Burn's generic
-/// batch norm costs several passes and copies per layer), in the mode Burn's `BatchNorm` would take:
-/// in training, the batch statistics, and the running ones updated as Burn does; frozen
-/// ([`ConvBn::frozen`]) or in inference (no autodiff), the running statistics, left as they are.
-pub(super) fn host_batch_norm(norm: &BatchNorm, y: Tensor<4>, clamp: Clamp) -> Tensor<4> {
-    let device = y.device();
-    if !(device.is_autodiff() && norm.training.is_enabled()) {
-        let running =
-            Tensor::stack::<2>(vec![norm.running_mean.value().to_device(&device), norm.running_var.value().to_device(&device)], 0);
-        return frozen_batch_norm_clamp(y, norm.gamma.val(), norm.beta.val(), running, norm.epsilon, clamp);
-    }
-    let stats = batch_stats(y.clone().detach());
-    let channels = stats.dims()[1];
-    let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
-    let variance = stats.clone().slice([1..2, 0..channels]).reshape([channels]);
-    let m = norm.momentum;
-    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
-        let running = state.value_sync().to_device(&device);
-        state.update(running.mul_scalar(1.0 - m).add(batch.mul_scalar(m)).detach());
-    };
-    update(&norm.running_mean, mean);
-    update(&norm.running_var, variance);
-    batch_norm_clamp(y, norm.gamma.val(), norm.beta.val(), stats, norm.epsilon, clamp)
-}
-
-fn padding(config: &PaddingConfig2d) -> [usize; 2] {
-    match *config {
-        PaddingConfig2d::Explicit(top, left, _, _) => [top, left],
-        PaddingConfig2d::Valid => [0, 0],
-        ref other => panic!("ConvBn is built with explicit padding, found {other:?}"),
+        batch_norm(&self.norm, conv2d(&self.conv, x), if activate { Clamp::RELU } else { Clamp::NONE })
     }
 }

@@ -5,13 +5,8 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu6;
-use burn::tensor::ops::PadMode;
-use burn::tensor::{DType, Device, Tensor};
-
-use super::conv_bn::host_batch_norm;
-use crate::backend::selects_on_host;
-use crate::kernels::{Clamp, host_conv2d, host_depthwise_conv2d};
+use burn::tensor::{Device, Tensor};
+use dml_kernels::{Clamp, batch_norm, conv2d_padded};
 
 /// One stage of MBConv blocks: `(repeats, kernel, stride of the first block, expansion, output
 /// channels)`.
@@ -68,32 +63,12 @@ impl SameConvBn {
 
     /// conv → batch norm → ReLU6 (`activate`) or conv → batch norm.
     fn forward(&self, x: Tensor<4>, activate: bool) -> Tensor<4> {
-        let [_, channels, h, w] = x.dims();
+        let [_, _, h, w] = x.dims();
         let [kh, kw] = self.conv.kernel_size;
         let [sh, sw] = self.conv.stride;
-        let rows = same_padding(h, kh, sh);
-        let cols = same_padding(w, kw, sw);
-        let device = x.device();
-        let on_host = selects_on_host(&device) && x.dtype() == DType::F32;
-        let y = if on_host && self.conv.groups == channels && self.conv.groups > 1 {
-            // The depthwise kernel reads the zeros around the image without a padded copy.
-            let out = [(h + rows.0 + rows.1 - kh) / sh + 1, (w + cols.0 + cols.1 - kw) / sw + 1];
-            host_depthwise_conv2d(x, self.conv.weight.val(), self.conv.stride, [rows.0, cols.0], out)
-        } else {
-            let x = if rows == (0, 0) && cols == (0, 0) { x } else { x.pad([rows, cols], PadMode::Constant(0.0)) };
-            if self.conv.groups == 1 && on_host {
-                let weight = self.conv.weight.val();
-                let bias = Tensor::zeros([weight.dims()[0]], &device);
-                host_conv2d(x, weight, bias, self.conv.stride, [0, 0])
-            } else {
-                self.conv.forward(x)
-            }
-        };
-        if on_host {
-            return host_batch_norm(&self.norm, y, if activate { Clamp::RELU6 } else { Clamp::NONE });
-        }
-        let y = self.norm.forward(y);
-        if activate { relu6(y) } else { y }
+        let padding = [same_padding(h, kh, sh), same_padding(w, kw, sw)];
+        let y = conv2d_padded(&self.conv, x, padding);
+        batch_norm(&self.norm, y, if activate { Clamp::RELU6 } else { Clamp::NONE })
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv_bn::{ConvBn, ConvSpec};
-use crate::kernels;
+use dml_kernels as kernels;
 
 /// A residual block: its units (the last without activation) plus the shortcut.
 #[derive(Module, Debug)]

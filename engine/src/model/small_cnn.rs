@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv_bn::{ConvBn, ConvSpec};
 use crate::eval::l2_normalize;
-use crate::kernels;
+use dml_kernels as kernels;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! The depthwise convolution of [`super::depthwise`] as a Burn operation on the CPU (flex)
+//! The depthwise convolution of [`super::kernel`] as a Burn operation on the CPU (flex)
 //! backend, with its own backward pass under autodiff.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -10,8 +10,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape, Tensor};
 
-use super::depthwise::{self, DepthwiseGeometry};
-use super::host_conv::{contiguous_f32, slice, tensor};
+use super::kernel::{self as depthwise, DepthwiseGeometry};
+use crate::common::flex::{contiguous_f32, slice, tensor};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostDepthwise: Backend {

@@ -8,9 +8,9 @@
 //! scripts/test-cpu-paths compares them with the same test run on emulated CPUs without AVX-512
 //! and without AVX, to show that a cap computes bit for bit what a CPU of that kind computes.
 
-use dml_engine::burn::tensor::{Device, Tensor, TensorData};
-use dml_engine::kernels::pooling::Pooling;
-use dml_engine::kernels::{Clamp, CpuIsa, batch_norm_clamp, batch_stats, host_conv2d, host_max_pool2d, set_cpu_isa};
+use burn::tensor::{Device, Tensor, TensorData};
+use dml_kernels::host::{batch_norm_clamp, batch_stats, conv2d as host_conv2d, max_pool2d as host_max_pool2d};
+use dml_kernels::{Clamp, CpuIsa, Pooling, set_cpu_isa};
 
 /// Deterministic values in [−1, 1) (SplitMix64), so that every run sees the same tensors.
 fn values(len: usize, seed: u64) -> Vec<f32> {

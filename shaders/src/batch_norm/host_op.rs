@@ -1,4 +1,4 @@
-//! Batch norm + clamp (ReLU, ReLU6 or none) of [`super::batch_norm`] as Burn operations on the CPU (flex) backend, with
+//! Batch norm + clamp (ReLU, ReLU6 or none) of [`super::kernel`] as Burn operations on the CPU (flex) backend, with
 //! their own backward pass under autodiff.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -10,8 +10,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
 
-use super::batch_norm::{self, BnShape, Clamp};
-use super::host_conv::{contiguous_f32, slice, tensor};
+use super::kernel::{self as batch_norm, BnShape, Clamp};
+use crate::common::flex::{contiguous_f32, slice, tensor};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostBatchNorm: Backend {

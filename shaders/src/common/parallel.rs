@@ -1,29 +1,6 @@
-//! Hand-written kernels where Burn's generic operations are too slow.
-
-pub mod avg_pool;
-pub mod batch_norm;
-pub mod conv2d;
-pub mod depthwise;
-mod gemm;
-mod host_avg_pool;
-mod host_batch_norm;
-mod host_conv;
-mod host_depthwise;
-mod host_max_pool;
-pub mod max_pool;
-pub mod pooling;
-mod simd;
-pub mod winograd;
+//! Output buffers filled in parallel without a zeroing pass, and per-thread scratch space.
 
 use std::mem::MaybeUninit;
-
-pub use batch_norm::Clamp;
-pub use host_avg_pool::{HostAvgPool, avg_pool, avg_pool2d as host_avg_pool2d};
-pub use host_batch_norm::{HostBatchNorm, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp};
-pub use host_conv::{HostConv, conv2d as host_conv2d};
-pub use host_depthwise::{HostDepthwise, depthwise_conv2d as host_depthwise_conv2d};
-pub use host_max_pool::{HostMaxPool, max_pool, max_pool2d as host_max_pool2d};
-pub use simd::{CPU_ISA_VARIABLE, CpuIsa, cpu_isa, cpu_isa_from_env, set_cpu_isa};
 
 /// A `len`-long vector written in parallel, `chunk` values at a time, by `fill(index, chunk)`,
 /// with no zeroing pass first: a multi-megabyte `vec![0.0; len]` costs a pass over memory on
@@ -81,18 +58,4 @@ pub(crate) fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut 
         }
         f(&mut a[..lens[0]], &mut b[..lens[1]])
     })
-}
-
-/// Deterministic pseudo-random values in [−0.5, 0.5) for the kernels' unit tests (xorshift).
-#[cfg(test)]
-pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
 }

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::par_written;
-use super::simd::isa_dispatch;
+use crate::common::parallel::par_written;
+use crate::common::simd::isa_dispatch;
 
 /// `[batch, channels, plane]` of an NCHW activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ fn plane_grad_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Cla
 /// fused multiply-add); LLVM does not vectorise the masked sums by itself.
 fn grad_lane_sums(xp: &[f32], gp: &[f32], a: f32, b: f32, mean: f32, clamp: Clamp) -> ([f32; 8], [f32; 8]) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd::avx2_allowed() {
+    if crate::common::simd::avx2_allowed() {
         // SAFETY: the CPU has AVX2, the only feature the function needs.
         return unsafe { grad_lane_sums_avx2(xp, gp, a, b, mean, clamp) };
     }
@@ -254,7 +254,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_values as values;
+    use crate::common::test_values as values;
 
     /// The whole layer in f64 from the definition: statistics recomputed from x.
     fn loss_reference(s: &BnShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, clamp: Clamp, u: &[f32]) -> f64 {

@@ -3,8 +3,8 @@
 //! in the image and its padding, or only those in the image); the backward pass spreads each
 //! output's gradient evenly over its window.
 
-use super::par_filled;
-use super::pooling::PoolShape;
+use crate::common::parallel::par_filled;
+use crate::common::pooling::PoolShape;
 
 /// Each output's divisor, as the product of a row and a column factor.
 fn divisors(s: &PoolShape, count_include_pad: bool) -> (Vec<usize>, Vec<usize>) {
@@ -71,7 +71,7 @@ pub fn backward(s: &PoolShape, count_include_pad: bool, gy: &[f32]) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::pooling::Pooling;
+    use crate::common::pooling::Pooling;
 
     /// PyTorch's average pooling written from its definition in float64: the sum over the
     /// window's positions inside the image, divided by the count of positions in the padded
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn forward_matches_the_definition() {
         for (t, s) in shapes().into_iter().enumerate() {
-            let x = crate::kernels::test_values(s.planes * s.height * s.width, 3 + t as u64);
+            let x = crate::common::test_values(s.planes * s.height * s.width, 3 + t as u64);
             for count_include_pad in [true, false] {
                 let y = forward(&s, count_include_pad, &x);
                 let want = reference(&s, count_include_pad, &x);
@@ -134,8 +134,8 @@ mod tests {
     #[test]
     fn backward_is_the_adjoint_of_forward() {
         for (t, s) in shapes().into_iter().enumerate() {
-            let x = crate::kernels::test_values(s.planes * s.height * s.width, 20 + t as u64);
-            let g = crate::kernels::test_values(s.planes * s.out_plane(), 40 + t as u64);
+            let x = crate::common::test_values(s.planes * s.height * s.width, 20 + t as u64);
+            let g = crate::common::test_values(s.planes * s.out_plane(), 40 + t as u64);
             for count_include_pad in [true, false] {
                 let y = forward(&s, count_include_pad, &x);
                 let gx = backward(&s, count_include_pad, &g);

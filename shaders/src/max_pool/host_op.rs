@@ -1,4 +1,4 @@
-//! The max pooling of [`super::max_pool`] as a Burn operation on the CPU (flex) backend, with its
+//! The max pooling of [`super::kernel`] as a Burn operation on the CPU (flex) backend, with its
 //! own backward pass under autodiff.
 
 use std::sync::Arc;
@@ -10,42 +10,16 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::nn::PaddingConfig2d;
-use burn::nn::pool::MaxPool2d;
 use burn::tensor::{Shape, Tensor};
 
-use super::host_conv::{contiguous_f32, slice, tensor};
-use super::max_pool::{self};
-use super::pooling::{PoolShape, Pooling};
-use crate::backend::selects_on_host;
+use super::kernel as max_pool;
+use crate::common::flex::{contiguous_f32, slice, tensor};
+use crate::common::pooling::Pooling;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostMaxPool: Backend {
     /// Max pooling of `[n, c, h, w]` over `pooling`'s windows.
     fn host_max_pool2d(x: FloatTensor<Self>, pooling: Pooling) -> FloatTensor<Self>;
-}
-
-impl Pooling {
-    /// The windows of a pooling module, where the host kernels cover them: no padding, or the same
-    /// on both sides and at most half the window (as PyTorch requires).
-    pub(super) fn of_module(window: [usize; 2], stride: [usize; 2], padding: &PaddingConfig2d, ceil_mode: bool) -> Option<Self> {
-        let padding = match *padding {
-            PaddingConfig2d::Valid => [0, 0],
-            PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
-            _ => return None,
-        };
-        (padding[0] * 2 <= window[0] && padding[1] * 2 <= window[1]).then_some(Pooling { window, stride, padding, ceil_mode })
-    }
-
-    /// The windows of Burn's max-pooling module, where the host kernel covers them (no dilation).
-    pub fn of_max_pool(pool: &MaxPool2d) -> Option<Self> {
-        Self::of_module(pool.kernel_size, pool.stride, &pool.padding, pool.ceil_mode).filter(|_| pool.dilation == [1, 1])
-    }
-
-    /// The windows over an `[n, c, h, w]` tensor.
-    pub(super) fn over_tensor(&self, x: &Shape) -> PoolShape {
-        self.over(x[0] * x[1], x[2], x[3])
-    }
 }
 
 fn pooled(x: &FlexTensor, pooling: Pooling) -> (FlexTensor, Vec<u32>) {
@@ -97,14 +71,4 @@ impl<C: CheckpointStrategy> HostMaxPool for Autodiff<Flex, C> {
 /// Max pooling on the host kernel; `x` must live on the CPU (flex) backend.
 pub fn max_pool2d(x: Tensor<4>, pooling: Pooling) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as HostMaxPool>::host_max_pool2d(x.into_dispatch(), pooling))
-}
-
-/// `pool.forward(x)`, on the host kernel where `x` lives on the CPU backend and the kernel covers
-/// the pooling, else Burn's. (Burn's generic pooling and its backward took about twice as long
-/// for ResNet-18's stem pool, 4 % of a training step.)
-pub fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    match Pooling::of_max_pool(pool) {
-        Some(pooling) if selects_on_host(&x.device()) => max_pool2d(x, pooling),
-        _ => pool.forward(x),
-    }
 }

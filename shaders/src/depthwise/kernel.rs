@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::columns_inside;
+use crate::common::geometry::columns_inside;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DepthwiseGeometry {
@@ -160,7 +160,7 @@ pub fn backward(g: &DepthwiseGeometry, x: &[f32], weight: &[f32], gy: &[f32], wa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_values as values;
+    use crate::common::test_values as values;
 
     /// The convolution from its definition in f64, zero outside the image.
     fn reference(g: &DepthwiseGeometry, x: &[f64], w: &[f64]) -> Vec<f64> {

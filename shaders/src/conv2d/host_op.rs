@@ -1,4 +1,4 @@
-//! The host convolution of [`super::conv2d`] as a Burn operation on the CPU (flex) backend, with
+//! The host convolution of [`super::forward`] as a Burn operation on the CPU (flex) backend, with
 //! its own backward pass under autodiff.
 
 use burn::backend::TensorMetadata;
@@ -6,14 +6,15 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Bytes, DType, Shape, Tensor};
+use burn::tensor::{DType, Shape, Tensor};
 
-use super::conv2d::{self, ConvGeometry};
+use super::geometry::ConvGeometry;
+use crate::common::flex::{contiguous_f32, slice, tensor};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostConv: Backend {
@@ -42,18 +43,6 @@ fn geometry(x: &Shape, weight: &Shape, stride: [usize; 2], padding: [usize; 2]) 
     }
 }
 
-pub(super) fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().contiguous_offsets().is_some_and(|(start, _)| start == 0) { t.clone() } else { t.to_contiguous() }
-}
-
-pub(super) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
-}
-
-pub(super) fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("a contiguous f32 tensor")
-}
-
 impl HostConv for Flex {
     fn host_conv2d(
         x: FlexTensor,
@@ -70,7 +59,7 @@ impl HostConv for Flex {
         }
         let g = geometry(&x.shape(), &weight.shape(), [stride_h, stride_w], [pad_h, pad_w]);
         let (x, weight, bias) = (contiguous_f32(&x), contiguous_f32(&weight), contiguous_f32(&bias));
-        let y = conv2d::forward(&g, slice(&x), slice(&weight), Some(slice(&bias)));
+        let y = super::forward(&g, slice(&x), slice(&weight), Some(slice(&bias)));
         tensor(y, Shape::new([g.batch, g.channels_out, g.out_height(), g.out_width()]))
     }
 }
@@ -90,7 +79,7 @@ impl Backward<Flex, 3> for HostConvBackward {
         let (x, weight) = ops.state;
         let g = geometry(&x.shape(), &weight.shape(), self.stride, self.padding);
         let (x, weight, gy) = (contiguous_f32(&x), contiguous_f32(&weight), contiguous_f32(&gy));
-        let (gx, gw, gb) = conv2d::backward(&g, slice(&x), slice(&weight), slice(&gy), node_x.is_some());
+        let (gx, gw, gb) = super::backward(&g, slice(&x), slice(&weight), slice(&gy), node_x.is_some());
         if let (Some(node), Some(gx)) = (node_x, gx) {
             grads.register::<Flex>(node.id, tensor(gx, x.shape()));
         }

@@ -2,18 +2,18 @@
 //! depthwise convolution, training-mode batch norm + ReLU / ReLU6 / nothing, max and average
 //! pooling, values and the gradients of every input; conv + batch norm in inference.
 
-use dml_engine::burn::nn::BatchNormConfig;
-use dml_engine::burn::nn::PaddingConfig2d;
-use dml_engine::burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
-use dml_engine::burn::tensor::activation::{relu, relu6};
-use dml_engine::burn::tensor::module::conv2d as burn_conv2d;
-use dml_engine::burn::tensor::ops::ConvOptions;
-use dml_engine::burn::tensor::ops::PadMode;
-use dml_engine::burn::tensor::{Device, Distribution, Tensor};
-use dml_engine::kernels::pooling::Pooling;
-use dml_engine::kernels::{
-    Clamp, avg_pool, batch_norm_clamp, batch_stats, frozen_batch_norm_clamp, host_conv2d, host_depthwise_conv2d, max_pool,
+use burn::nn::BatchNormConfig;
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use burn::tensor::activation::{relu, relu6};
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Device, Distribution, Tensor};
+use dml_kernels::host::{
+    batch_norm_clamp, batch_stats, conv2d as host_conv2d, depthwise_conv2d as host_depthwise_conv2d, frozen_batch_norm_clamp,
 };
+use dml_kernels::{Clamp, Pooling, avg_pool, max_pool};
 
 fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
     close_vec(a.into_data().iter().collect(), b.into_data().iter().collect(), what);
@@ -132,12 +132,12 @@ fn check_batch_norm(
     let upstream = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device).detach();
     let run = |host: bool| {
         let mut norm = BatchNormConfig::new(channels).with_epsilon(epsilon).init(&device);
-        norm.gamma = dml_engine::burn::module::Param::from_tensor(gamma.clone());
-        norm.beta = dml_engine::burn::module::Param::from_tensor(beta.clone());
+        norm.gamma = burn::module::Param::from_tensor(gamma.clone());
+        norm.beta = burn::module::Param::from_tensor(beta.clone());
         if frozen {
-            norm.running_mean = dml_engine::burn::module::RunningState::new(running_mean.clone());
-            norm.running_var = dml_engine::burn::module::RunningState::new(running_var.clone());
-            norm.training = dml_engine::burn::module::Param::from_bool(false);
+            norm.running_mean = burn::module::RunningState::new(running_mean.clone());
+            norm.running_var = burn::module::RunningState::new(running_var.clone());
+            norm.training = burn::module::Param::from_bool(false);
         }
         let x = x.clone().require_grad();
         let y = if host && frozen {
@@ -258,36 +258,73 @@ fn avg_pool_matches_burn_avg_pool() {
     }
 }
 
-/// In inference (no autodiff) a conv + batch norm unit on the CPU backend runs the host kernels
-/// and normalises with the running statistics, as Burn's modules do there: a module still flagged
-/// for training, one from `valid()`, with ReLU and without.
+/// In inference (no autodiff) the public convolution and batch norm on the CPU backend run the
+/// host kernels and normalise with the running statistics, as Burn's modules do there: a norm
+/// still flagged for training, one from `valid()`, with ReLU and without.
 #[test]
-fn conv_bn_in_inference_matches_burn_modules_with_running_statistics() {
-    use dml_engine::burn::module::{Module, Param, RunningState};
-    use dml_engine::model::{ConvBn, ConvSpec};
+fn conv_and_batch_norm_in_inference_match_burn_modules_with_running_statistics() {
+    use burn::module::{Module, Param, RunningState};
+    use burn::nn::BatchNorm;
+    use burn::nn::conv::{Conv2d, Conv2dConfig};
 
     let device = Device::flex();
-    let trained = |device: &Device| {
-        let mut unit = ConvBn::new(ConvSpec::new(6, 5, 3), device);
-        let channels = 5;
-        let random = |mean, spread| Tensor::<1>::random([channels], Distribution::Normal(mean, spread), device);
-        unit.norm.gamma = Param::from_tensor(random(1.0, 0.5));
-        unit.norm.beta = Param::from_tensor(random(0.0, 0.5));
-        unit.norm.running_mean = RunningState::new(random(0.3, 1.0));
-        unit.norm.running_var = RunningState::new(Tensor::random([channels], Distribution::Uniform(0.5, 4.0), device));
-        unit
+    let trained = |device: &Device| -> (Conv2d, BatchNorm) {
+        let conv = Conv2dConfig::new([6, 5], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_bias(false).init(device);
+        let mut norm = BatchNormConfig::new(5).init(device);
+        let random = |mean, spread| Tensor::<1>::random([5], Distribution::Normal(mean, spread), device);
+        norm.gamma = Param::from_tensor(random(1.0, 0.5));
+        norm.beta = Param::from_tensor(random(0.0, 0.5));
+        norm.running_mean = RunningState::new(random(0.3, 1.0));
+        norm.running_var = RunningState::new(Tensor::random([5], Distribution::Uniform(0.5, 4.0), device));
+        (conv, norm)
     };
     let x = Tensor::<4>::random([4, 6, 9, 7], Distribution::Normal(0.0, 1.5), &device);
-    let units = [("flagged for training", trained(&device)), ("valid()", trained(&device.clone().autodiff()).valid())];
-    for (what, unit) in units {
-        let burn = unit.norm.forward(unit.conv.forward(x.clone()));
-        close(unit.forward(x.clone()), relu(burn.clone()), &format!("{what}: conv + batch norm + ReLU"));
-        close(unit.forward_linear(x.clone()), burn.clone(), &format!("{what}: conv + batch norm"));
+    let (conv, norm) = trained(&device.clone().autodiff());
+    let units = [("flagged for training", trained(&device)), ("valid()", (conv.valid(), norm.valid()))];
+    for (what, (conv, norm)) in units {
+        let burn = norm.forward(conv.forward(x.clone()));
+        let ours = |clamp| dml_kernels::batch_norm(&norm, dml_kernels::conv2d(&conv, x.clone()), clamp);
+        close(ours(Clamp::RELU), relu(burn.clone()), &format!("{what}: conv + batch norm + ReLU"));
+        close(ours(Clamp::NONE), burn.clone(), &format!("{what}: conv + batch norm"));
         // Normalised with the batch's own statistics, the output would be far from this one.
-        let y = unit.conv.forward(x.clone());
+        let y = conv.forward(x.clone());
         let with_batch_statistics =
-            batch_norm_clamp(y.clone(), unit.norm.gamma.val(), unit.norm.beta.val(), batch_stats(y), unit.norm.epsilon, Clamp::RELU);
-        let gap = (unit.forward(x.clone()) - with_batch_statistics).abs().max().into_scalar::<f32>();
+            batch_norm_clamp(y.clone(), norm.gamma.val(), norm.beta.val(), batch_stats(y), norm.epsilon, Clamp::RELU);
+        let gap = (ours(Clamp::RELU) - with_batch_statistics).abs().max().into_scalar::<f32>();
         assert!(gap > 0.1, "{what}: the output is that of batch statistics (max |difference| {gap})");
+    }
+}
+
+/// The public convolutions take the host kernels where they cover the module and Burn's
+/// convolution otherwise, with the same values either way: symmetric explicit padding, no
+/// padding, Burn's "same" padding and a dilated convolution (the last two Burn's); with padding
+/// that differs between sides, a depthwise convolution with and without bias and a one-group one.
+#[test]
+fn public_convolutions_match_burn_modules_whichever_kernel_they_take() {
+    use burn::nn::conv::Conv2dConfig;
+
+    let device = Device::flex();
+    let x = Tensor::<4>::random([2, 6, 11, 9], Distribution::Normal(0.0, 1.0), &device);
+    let modules = [
+        ("explicit 1", Conv2dConfig::new([6, 4], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))),
+        ("valid, stride 2", Conv2dConfig::new([6, 4], [3, 3]).with_stride([2, 2])),
+        ("same", Conv2dConfig::new([6, 4], [3, 3]).with_padding(PaddingConfig2d::Same)),
+        ("dilated", Conv2dConfig::new([6, 4], [3, 3]).with_dilation([2, 2]).with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))),
+    ];
+    for (what, config) in modules {
+        let conv = config.init(&device);
+        close(dml_kernels::conv2d(&conv, x.clone()), conv.forward(x.clone()), what);
+    }
+    let padded = [
+        ("depthwise", Conv2dConfig::new([6, 6], [5, 5]).with_groups(6).with_stride([2, 2]).with_bias(false)),
+        ("depthwise with bias", Conv2dConfig::new([6, 6], [3, 3]).with_groups(6).with_stride([2, 2])),
+        ("one group", Conv2dConfig::new([6, 3], [3, 3]).with_stride([2, 2])),
+        ("two groups", Conv2dConfig::new([6, 4], [3, 3]).with_groups(2)),
+    ];
+    for (what, config) in padded {
+        let conv = config.init(&device);
+        let padding = [(1, 2), (0, 1)];
+        let burn = conv.forward(x.clone().pad(padding, PadMode::Constant(0.0)));
+        close(dml_kernels::conv2d_padded(&conv, x.clone(), padding), burn, what);
     }
 }

@@ -1,7 +1,11 @@
 //! The geometry of a 2-D pooling over NCHW planes, shared by max and average pooling: window,
 //! stride, symmetric padding, and PyTorch's output sizes in floor and ceil mode.
 
-use super::conv2d::columns_inside;
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::{AvgPool2d, MaxPool2d};
+use burn::tensor::Shape;
+
+use super::geometry::columns_inside;
 
 /// A pooling's windows, apart from the input's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +52,12 @@ impl PoolShape {
         out_size(self.width, p.window[1], p.stride[1], p.padding[1], p.ceil_mode)
     }
 
-    pub(super) fn out_plane(&self) -> usize {
+    pub(crate) fn out_plane(&self) -> usize {
         self.out_height() * self.out_width()
     }
 
     /// The input rows (or columns, `axis` 1) of output row (column) `o`'s window.
-    pub(super) fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
+    pub(crate) fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
         let size = [self.height, self.width][axis];
         let start = (o * self.pooling.stride[axis]).saturating_sub(self.pooling.padding[axis]);
         let end = (o * self.pooling.stride[axis] + self.pooling.window[axis]).saturating_sub(self.pooling.padding[axis]).min(size);
@@ -63,14 +67,14 @@ impl PoolShape {
     /// Of output row `o`'s window along `axis` (0 rows, 1 columns), how many positions lie in
     /// the image or its padding: PyTorch's average-pool divisor with `count_include_pad`, where
     /// a ceil-mode window hanging past the trailing padding counts only up to it.
-    pub(super) fn padded_len(&self, axis: usize, o: usize) -> usize {
+    pub(crate) fn padded_len(&self, axis: usize, o: usize) -> usize {
         let size = [self.height, self.width][axis];
         (size + 2 * self.pooling.padding[axis] - o * self.pooling.stride[axis]).min(self.pooling.window[axis])
     }
 
     /// For each window column `j`, the output columns whose window column `j` lands inside the
     /// image.
-    pub(super) fn window_columns(&self) -> Vec<(usize, usize)> {
+    pub(crate) fn window_columns(&self) -> Vec<(usize, usize)> {
         (0..self.pooling.window[1])
             .map(|j| columns_inside(self.width, self.pooling.stride[1], self.pooling.padding[1], self.out_width(), j))
             .collect()
@@ -81,7 +85,7 @@ impl PoolShape {
     /// window column lies inside the image) read inputs `start`, `start + stride`, … of the plane.
     /// `columns` is [`Self::window_columns`]. The outputs of a row advance together, one tap at a
     /// time, instead of each running through its window alone.
-    pub(super) fn for_window_taps(&self, oy: usize, columns: &[(usize, usize)], mut visit: impl FnMut(usize, usize, usize)) {
+    pub(crate) fn for_window_taps(&self, oy: usize, columns: &[(usize, usize)], mut visit: impl FnMut(usize, usize, usize)) {
         for row in self.span(0, oy) {
             for (j, &(first, last)) in columns.iter().enumerate() {
                 if first < last {
@@ -104,6 +108,34 @@ fn out_size(size: usize, window: usize, stride: usize, padding: usize, ceil_mode
     }
     let out = (padded - window).div_ceil(stride) + 1;
     if (out - 1) * stride >= size + padding { out - 1 } else { out }
+}
+
+impl Pooling {
+    /// The windows of a pooling module, where the host kernels cover them: no padding, or the same
+    /// on both sides and at most half the window (as PyTorch requires).
+    pub(crate) fn of_module(window: [usize; 2], stride: [usize; 2], padding: &PaddingConfig2d, ceil_mode: bool) -> Option<Self> {
+        let padding = match *padding {
+            PaddingConfig2d::Valid => [0, 0],
+            PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+            _ => return None,
+        };
+        (padding[0] * 2 <= window[0] && padding[1] * 2 <= window[1]).then_some(Pooling { window, stride, padding, ceil_mode })
+    }
+
+    /// The windows of Burn's max-pooling module, where the host kernel covers them (no dilation).
+    pub fn of_max_pool(pool: &MaxPool2d) -> Option<Self> {
+        Self::of_module(pool.kernel_size, pool.stride, &pool.padding, pool.ceil_mode).filter(|_| pool.dilation == [1, 1])
+    }
+
+    /// The windows over an `[n, c, h, w]` tensor.
+    pub(crate) fn over_tensor(&self, x: &Shape) -> PoolShape {
+        self.over(x[0] * x[1], x[2], x[3])
+    }
+
+    /// The windows of Burn's average-pooling module, where the host kernel covers them.
+    pub fn of_avg_pool(pool: &AvgPool2d) -> Option<Self> {
+        Self::of_module(pool.kernel_size, pool.stride, &pool.padding, pool.ceil_mode)
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! generic driver here with the microkernel table of the code in force. The tables, the driver
 //! and the argument normalisation below are those `gemm::gemm` itself uses (gemm 0.19.0, pinned).
 
-use crate::kernels::{CpuIsa, cpu_isa};
+use std::mem::MaybeUninit;
+
+use super::simd::{CpuIsa, cpu_isa};
 
 /// `dst ← alpha·dst + beta·lhs·rhs` for the m×n `dst`, m×k `lhs` and k×n `rhs` at the given
 /// column and row strides, as `gemm::gemm` with no conjugation; single-threaded.
@@ -16,7 +18,7 @@ use crate::kernels::{CpuIsa, cpu_isa};
 /// As `gemm::gemm`: every element the strides reach must be valid (for writes in `dst`, and for
 /// reads there too when `read_dst`).
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm_f32(
+pub(crate) unsafe fn gemm_f32(
     m: usize,
     n: usize,
     k: usize,
@@ -162,4 +164,99 @@ unsafe fn capped(
         }
         _ => drive!(scalar, 1, gemm_common::simd::Scalar),
     }
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major with `dst`'s rows `dst_rs` apart, and
+/// explicit strides for transposes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: `dst` holds the m rows of n values, initialised.
+    unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
+}
+
+/// [`matmul`] without accumulation into memory not yet written, whose rows lie `dst_rs` apart:
+/// afterwards the m×n values `dst[r·dst_rs + c]` are written (the others untouched).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: the assert keeps the m rows of n values inside `dst`; without accumulation gemm only
+    // writes them (its `alpha` is zero: the old values are never read).
+    unsafe { gemm_into(m, n, k, dst.as_mut_ptr().cast(), dst_rs, false, lhs, lhs_strides, rhs, rhs_strides) }
+}
+
+/// # Safety
+/// `dst` must be valid for writes of the m×n values `dst[r·dst_rs + c]`, and for reads of them if
+/// `accumulate`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; the caller
+    // vouches for `dst`.
+    unsafe {
+        gemm_f32(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+        );
+    }
+}
+
+/// Σ values in eight interleaved f32 lanes, then across: a dependent chain of adds would wait
+/// on each add's latency.
+pub(crate) fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
 }

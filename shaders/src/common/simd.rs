@@ -110,7 +110,7 @@ pub fn set_cpu_isa(cap: CpuIsa) -> CpuIsa {
     isa
 }
 
-/// `isa_dispatch! { pub(super) fn name(args) -> Ret { body } }`: `name` runs `body` compiled for
+/// `isa_dispatch! { pub(crate) fn name(args) -> Ret { body } }`: `name` runs `body` compiled for
 /// the [`cpu_isa`] in force: AVX-512 (x86-64-v4), AVX2 + FMA, or the baseline target.
 macro_rules! isa_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
@@ -133,12 +133,12 @@ macro_rules! isa_dispatch {
                 fn avx2($($arg: $ty),*) -> $ret {
                     portable($($arg),*)
                 }
-                match $crate::kernels::cpu_isa() {
+                match $crate::common::simd::cpu_isa() {
                     // SAFETY: `cpu_isa` never exceeds what the CPU was detected to have.
-                    $crate::kernels::CpuIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::common::simd::CpuIsa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    $crate::kernels::CpuIsa::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::CpuIsa::Portable => {}
+                    $crate::common::simd::CpuIsa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::common::simd::CpuIsa::Portable => {}
                 }
             }
             portable($($arg),*)
@@ -146,11 +146,11 @@ macro_rules! isa_dispatch {
     };
 }
 
-pub(super) use isa_dispatch;
+pub(crate) use isa_dispatch;
 
 /// Whether the hand-written AVX2 loops may run (the CPU has AVX2 and the pin allows it).
 #[cfg(target_arch = "x86_64")]
-pub(super) fn avx2_allowed() -> bool {
+pub(crate) fn avx2_allowed() -> bool {
     cpu_isa() >= CpuIsa::Avx2
 }
 

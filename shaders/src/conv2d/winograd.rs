@@ -19,9 +19,11 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::conv2d::{ConvGeometry, chunked_gradients, lane_sum, matmul};
-use super::simd::isa_dispatch;
-use super::{par_written, with_scratch, zeroed};
+use super::geometry::ConvGeometry;
+use super::gradients::chunked_gradients;
+use crate::common::gemm::{lane_sum, matmul};
+use crate::common::parallel::{par_written, with_scratch, zeroed};
+use crate::common::simd::isa_dispatch;
 
 /// Points of the transform domain: 4 × 4.
 const POINTS: usize = 16;
@@ -564,7 +566,7 @@ fn scatter_inputs(g: &ConvGeometry, grid: TileGrid, m: &[f32], block: &[Segment]
 }
 
 /// Gradients of [`forward`] from the output gradient `gy`: `(input gradient if wanted, weight
-/// gradient, bias gradient)`, as [`super::conv2d::backward`] gives them, the batch in fixed
+/// gradient, bias gradient)`, as [`super::backward`] gives them, the batch in fixed
 /// chunks of `chunk` images.
 pub fn backward(
     g: &ConvGeometry,
@@ -647,9 +649,9 @@ fn backward_with_target(
 
 #[cfg(test)]
 mod tests {
+    use super::super::reference::reference;
     use super::*;
-    use crate::kernels::conv2d::tests::reference;
-    use crate::kernels::test_values as values;
+    use crate::common::test_values as values;
 
     /// 3 × 3, stride 1, padding 1: odd and even sides, a one-pixel and a one-row image, more
     /// output than input channels and fewer.
@@ -743,7 +745,7 @@ mod tests {
             let x = values(g.batch * g.channels_in * g.height * g.width, 7 + t as u64);
             let w = values(g.channels_out * g.channels_in * 9, 70 + t as u64);
             let u = values(g.batch * g.channels_out * g.height * g.width, 700 + t as u64);
-            let (gx0, gw0, gb0) = crate::kernels::conv2d::im2col_backward(&g, &x, &w, &u, true);
+            let (gx0, gw0, gb0) = super::super::im2col::im2col_backward(&g, &x, &w, &u, true);
             for target in targets(&g) {
                 let (gx, gw, gb) = backward_with_target(&g, target, &x, &w, &u, true, g.batch.div_ceil(2));
                 for (name, got, expected) in

@@ -1,5 +1,6 @@
-//! 2-D convolution (NCHW, f32, one group) on the host as im2col + GEMM, forward and backward;
-//! 3 × 3 convolutions that keep the image size go to [`super::winograd`].
+//! 2-D convolution (NCHW, f32, one group) on the host as im2col + GEMM, forward and backward,
+//! for every geometry (3 × 3 convolutions that keep the image size usually take
+//! [`super::winograd`] instead: [`super::forward`] chooses).
 //!
 //! Burn's CPU backend differentiates convolutions with generic fallbacks (a transposed
 //! convolution for the input gradient, a convolution over the batch axis for the weight
@@ -7,128 +8,13 @@
 //! GEMMs per image over one im2col buffer, images spread over threads in fixed chunks so the
 //! summed weight gradient is the same in every run.
 
-use rayon::prelude::*;
-
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{par_written, winograd, with_scratch, zeroed};
-
-/// The largest im2col matrix built whole (4 MB); larger ones are built in blocks of output rows
-/// (see [`ConvGeometry::rows_per_block`]).
-const WHOLE_COL_VALUES: usize = 1 << 20;
-
-/// The size an im2col block aims at: 512 KB, a core's L2 cache on the test machine.
-const COL_BLOCK_VALUES: usize = 1 << 17;
-
-/// The shape of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub batch: usize,
-    pub channels_in: usize,
-    pub height: usize,
-    pub width: usize,
-    pub channels_out: usize,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-}
-
-impl ConvGeometry {
-    /// A square image and kernel, the same stride and padding along both axes.
-    pub fn square(
-        batch: usize,
-        channels_in: usize,
-        size: usize,
-        channels_out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Self {
-        ConvGeometry {
-            batch,
-            channels_in,
-            height: size,
-            width: size,
-            channels_out,
-            kernel: [kernel; 2],
-            stride: [stride; 2],
-            padding: [padding; 2],
-        }
-    }
-
-    pub fn out_height(&self) -> usize {
-        (self.height + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
-    }
-
-    pub fn out_width(&self) -> usize {
-        (self.width + 2 * self.padding[1] - self.kernel[1]) / self.stride[1] + 1
-    }
-
-    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
-    fn patch(&self) -> usize {
-        self.channels_in * self.kernel[0] * self.kernel[1]
-    }
-
-    fn positions(&self) -> usize {
-        self.out_height() * self.out_width()
-    }
-
-    fn image_len(&self) -> usize {
-        self.channels_in * self.height * self.width
-    }
-
-    /// A 1×1, stride-1, unpadded convolution reads the image itself as its im2col matrix.
-    fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
-    }
-
-    /// Stride 1 and an output as wide as the input (2·padding = kernel − 1 across): then an
-    /// im2col row, over its valid output rows, is one contiguous run of the input plane shifted
-    /// by a constant, apart from the padded columns at the row ends.
-    fn keeps_width(&self) -> bool {
-        self.stride == [1, 1] && self.out_width() == self.width
-    }
-
-    /// Output rows per im2col block. The whole image's im2col matrix of ResNet's first layers
-    /// (7 MB for the 64-channel 3 × 3 convolutions at 56 × 56, 7 MB for the 7 × 7 stem) outgrows
-    /// the cache between being written and being packed by the GEMM; in blocks of about 512 KB
-    /// those layers ran 15–40 % faster on the test machine. Smaller matrices stay whole: at
-    /// 28 × 28 (3.6 MB) blocks of a few rows made the weight gradient's GEMM, whose inner
-    /// dimension is the block, slower than the cache misses they saved. A pointwise convolution
-    /// reads the image itself, whole.
-    fn rows_per_block(&self) -> usize {
-        let oh = self.out_height();
-        if self.is_pointwise() || self.patch() * self.positions() <= WHOLE_COL_VALUES {
-            return oh.max(1);
-        }
-        (COL_BLOCK_VALUES / (self.patch() * self.out_width()).max(1)).clamp(1, oh.max(1))
-    }
-
-    /// The output rows whose kernel row `i` reads inside the image, at stride 1.
-    fn valid_rows(&self, i: usize) -> (usize, usize) {
-        columns_inside(self.height, 1, self.padding[0], self.out_height(), i)
-    }
-
-    /// For each output row `oy` and kernel row `i`, the input row (if inside the image).
-    fn source_row(&self, oy: usize, i: usize) -> Option<usize> {
-        (oy * self.stride[0] + i).checked_sub(self.padding[0]).filter(|&y| y < self.height)
-    }
-
-    /// The range of output columns whose kernel column `j` lands inside the image.
-    fn valid_columns(&self, j: usize) -> (usize, usize) {
-        columns_inside(self.width, self.stride[1], self.padding[1], self.out_width(), j)
-    }
-}
-
-/// Of `out_width` output columns at stride `stride` with `padding` zeros left of the image, the
-/// range whose kernel column `j` reads inside an image `width` wide.
-pub(super) fn columns_inside(width: usize, stride: usize, padding: usize, out_width: usize, j: usize) -> (usize, usize) {
-    // ox * stride + j - padding ∈ [0, width)
-    let first = if j >= padding { 0 } else { (padding - j).div_ceil(stride) };
-    let last = if width + padding > j { ((width + padding - j - 1) / stride + 1).min(out_width) } else { 0 };
-    (first.min(last), last)
-}
+use super::geometry::ConvGeometry;
+use super::gradients::{chunk_len, chunked_gradients};
+use crate::common::gemm::{lane_sum, matmul, matmul_uninit};
+use crate::common::parallel::{par_written, with_scratch, zeroed};
 
 /// `col[(c, i, j), (oy, ox)] = image[c, oy·s + i − p, ox·s + j − p]`, zero outside, for the
 /// output rows `oy` in `rows`.
@@ -292,138 +178,6 @@ fn col2im_keeping_width(g: &ConvGeometry, col: &mut [f32], rows: Range<usize>, i
     }
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, row-major with `dst`'s rows `dst_rs` apart, and
-/// explicit strides for transposes.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
-) {
-    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
-    // SAFETY: `dst` holds the m rows of n values, initialised.
-    unsafe { gemm_into(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
-}
-
-/// [`matmul`] without accumulation into memory not yet written, whose rows lie `dst_rs` apart:
-/// afterwards the m×n values `dst[r·dst_rs + c]` are written (the others untouched).
-#[allow(clippy::too_many_arguments)]
-fn matmul_uninit(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [MaybeUninit<f32>],
-    dst_rs: usize,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
-) {
-    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
-    // SAFETY: the assert keeps the m rows of n values inside `dst`; without accumulation gemm only
-    // writes them (its `alpha` is zero: the old values are never read).
-    unsafe { gemm_into(m, n, k, dst.as_mut_ptr().cast(), dst_rs, false, lhs, lhs_strides, rhs, rhs_strides) }
-}
-
-/// # Safety
-/// `dst` must be valid for writes of the m×n values `dst[r·dst_rs + c]`, and for reads of them if
-/// `accumulate`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts above keep every index the strides reach inside the slices; the caller
-    // vouches for `dst`.
-    unsafe {
-        super::gemm::gemm_f32(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-        );
-    }
-}
-
-/// Σ values in eight interleaved f32 lanes, then across: a dependent chain of adds would wait
-/// on each add's latency.
-pub(super) fn lane_sum(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for l in 0..8 {
-            lanes[l] += c[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
-}
-
-/// Images per task: the batch split into as many contiguous chunks as there are threads.
-fn chunk_len(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
-}
-
-/// The backward pass over the batch in fixed chunks of `chunk` images, in parallel:
-/// `chunk_grads(c, gx)` returns chunk `c`'s partial weight-side and bias gradients and, given the
-/// chunk's part of the input gradient, writes it. The partials are summed in chunk order, so the
-/// result is the same in every run; `sizes` are their lengths (the sums of an empty batch).
-/// Returns `(input gradient if wanted, weight-side sum, bias sum)`.
-///
-/// # Safety
-/// `chunk_grads` must write every value of the input-gradient chunk it is given.
-pub(super) unsafe fn chunked_gradients(
-    g: &ConvGeometry,
-    chunk: usize,
-    want_input: bool,
-    sizes: (usize, usize),
-    chunk_grads: impl Fn(usize, Option<&mut [MaybeUninit<f32>]>) -> (Vec<f32>, Vec<f32>) + Sync + Send,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let (gx, partials) = if want_input {
-        // SAFETY: the caller vouches that `chunk_grads` writes its whole chunk.
-        let (gx, partials) =
-            unsafe { par_written(g.batch * g.image_len(), chunk * g.image_len(), |c, gx_chunk| chunk_grads(c, Some(gx_chunk))) };
-        (Some(gx), partials)
-    } else {
-        (None, (0..g.batch.div_ceil(chunk)).into_par_iter().map(|c| chunk_grads(c, None)).collect())
-    };
-    let mut parts = partials.into_iter();
-    let (mut gw, mut gb) = parts.next().unwrap_or_else(|| (vec![0.0; sizes.0], vec![0.0; sizes.1]));
-    for (w, b) in parts {
-        gw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
-        gb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
-    }
-    (gx, gw, gb)
-}
-
 /// The output rows `0..out_height` in blocks of `rows` (the last one shorter), in order.
 fn row_blocks(out_height: usize, rows: usize) -> impl Iterator<Item = Range<usize>> {
     (0..out_height.div_ceil(rows)).map(move |b| b * rows..((b + 1) * rows).min(out_height))
@@ -442,21 +196,12 @@ fn block_columns<'a>(g: &ConvGeometry, image: &'a [f32], rows: Range<usize>, col
     (&col[..g.patch() * block], block)
 }
 
-/// `y = conv(x, weight) + bias`; `x` is `[n, ci, h, w]`, `weight` `[co, ci, kh, kw]`. The
-/// convolutions that [`winograd::applies`] to run by Winograd's algorithm, the others by im2col.
-pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    if winograd::applies(g) {
-        return winograd::forward(g, x, weight, bias);
-    }
-    im2col_forward(g, x, weight, bias)
-}
-
-/// [`forward`] by im2col + GEMM, whatever the geometry.
+/// [`super::forward`] by im2col + GEMM, whatever the geometry.
 pub fn im2col_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     forward_in_blocks(g, g.rows_per_block(), x, weight, bias)
 }
 
-/// [`forward`] with the im2col matrix built `rows_per_block` output rows at a time (1 to all).
+/// [`im2col_forward`] with the im2col matrix built `rows_per_block` output rows at a time (1 to all).
 fn forward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (patch, positions, ow) = (g.patch(), g.positions(), g.out_width());
     let out_len = g.channels_out * positions;
@@ -483,16 +228,7 @@ fn forward_in_blocks(g: &ConvGeometry, rows_per_block: usize, x: &[f32], weight:
     unsafe { par_written(g.batch * out_len, out_len, fill) }.0
 }
 
-/// Gradients of [`forward`] from the output gradient `gy` (`[n, co, oh, ow]`):
-/// `(input gradient if wanted, weight gradient, bias gradient)`.
-pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], gy: &[f32], want_input: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    if winograd::applies(g) {
-        return winograd::backward(g, x, weight, gy, want_input, chunk_len(g.batch));
-    }
-    im2col_backward(g, x, weight, gy, want_input)
-}
-
-/// [`backward`] by im2col + GEMM, whatever the geometry.
+/// [`super::backward`] by im2col + GEMM, whatever the geometry.
 pub fn im2col_backward(
     g: &ConvGeometry,
     x: &[f32],
@@ -503,7 +239,7 @@ pub fn im2col_backward(
     backward_in_blocks(g, g.rows_per_block(), x, weight, gy, want_input)
 }
 
-/// [`backward`] with the im2col matrices built `rows_per_block` output rows at a time.
+/// [`im2col_backward`] with the im2col matrices built `rows_per_block` output rows at a time.
 fn backward_in_blocks(
     g: &ConvGeometry,
     rows_per_block: usize,
@@ -579,40 +315,11 @@ fn backward_in_blocks(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
+    use super::super::geometry::COL_BLOCK_VALUES;
+    use super::super::reference::reference;
     use super::*;
-    use crate::kernels::test_values as values;
-
-    /// Direct convolution in f64, the definition itself.
-    pub(in crate::kernels) fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
-        let (oh, ow) = (g.out_height(), g.out_width());
-        let mut y = vec![0.0f64; g.batch * g.channels_out * oh * ow];
-        for n in 0..g.batch {
-            for o in 0..g.channels_out {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut s = b[o] as f64;
-                        for c in 0..g.channels_in {
-                            for i in 0..g.kernel[0] {
-                                for j in 0..g.kernel[1] {
-                                    let y_in = (oy * g.stride[0] + i) as isize - g.padding[0] as isize;
-                                    let x_in = (ox * g.stride[1] + j) as isize - g.padding[1] as isize;
-                                    if y_in < 0 || x_in < 0 || y_in >= g.height as isize || x_in >= g.width as isize {
-                                        continue;
-                                    }
-                                    let xv = x[((n * g.channels_in + c) * g.height + y_in as usize) * g.width + x_in as usize];
-                                    let wv = w[((o * g.channels_in + c) * g.kernel[0] + i) * g.kernel[1] + j];
-                                    s += xv as f64 * wv as f64;
-                                }
-                            }
-                        }
-                        y[((n * g.channels_out + o) * oh + oy) * ow + ox] = s;
-                    }
-                }
-            }
-        }
-        y
-    }
+    use crate::common::test_values as values;
 
     fn geometries() -> Vec<ConvGeometry> {
         let g = |batch, ci, h, w, co, k: [usize; 2], s: [usize; 2], p: [usize; 2]| ConvGeometry {

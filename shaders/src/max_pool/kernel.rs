@@ -4,8 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::par_filled;
-use super::pooling::PoolShape;
+use crate::common::parallel::par_filled;
+use crate::common::pooling::PoolShape;
 
 /// 2 × 2 windows at stride 2 over whole windows only: the vectorised path.
 fn is_tiled_2x2(s: &PoolShape) -> bool {
@@ -59,7 +59,7 @@ pub fn forward(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 /// the rest (and other strides and CPUs) one by one, with the same outcome.
 fn max_tap(xp: &[f32], start: usize, stride: usize, best: &mut [f32], at: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
-    let done = if (stride == 1 || stride == 2) && super::simd::avx2_allowed() {
+    let done = if (stride == 1 || stride == 2) && crate::common::simd::avx2_allowed() {
         // SAFETY: the CPU has AVX2, the only feature the function needs.
         unsafe { max_tap_avx2(xp, start, stride, best, at) }
     } else {
@@ -135,7 +135,7 @@ fn pool_plane_2x2(xp: &[f32], width: usize, out_height: usize, out_width: usize,
         let (r0, r1) = (&xp[top..top + 2 * out_width], &xp[top + width..top + width + 2 * out_width]);
         let (yr, ar) = (&mut yp[oy * out_width..][..out_width], &mut ap[oy * out_width..][..out_width]);
         #[cfg(target_arch = "x86_64")]
-        let done = if super::simd::avx2_allowed() {
+        let done = if crate::common::simd::avx2_allowed() {
             // SAFETY: the CPU has AVX2, the only feature the function needs.
             unsafe { pool_row_2x2_avx2(r0, r1, top as u32, width as u32, yr, ar) }
         } else {
@@ -208,7 +208,7 @@ pub fn backward(s: &PoolShape, arg: &[u32], gy: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::pooling::Pooling;
+    use crate::common::pooling::Pooling;
 
     #[test]
     fn pools_windows_and_routes_gradients_to_the_maxima() {
@@ -265,7 +265,7 @@ mod tests {
         ];
         for (t, s) in shapes.into_iter().enumerate() {
             let (planes, height, width) = (s.planes, s.height, s.width);
-            let x: Vec<f32> = crate::kernels::test_values(planes * height * width, 7 + t as u64)
+            let x: Vec<f32> = crate::common::test_values(planes * height * width, 7 + t as u64)
                 .iter()
                 .enumerate()
                 .map(|(i, v)| if i % 11 == 3 { special[i % 3] } else { (v * 6.0).round() })

@@ -1,4 +1,4 @@
-//! The average pooling of [`super::avg_pool`] as a Burn operation on the CPU (flex) backend, with
+//! The average pooling of [`super::kernel`] as a Burn operation on the CPU (flex) backend, with
 //! its own backward pass under autodiff.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -8,26 +8,17 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::nn::pool::AvgPool2d;
 use burn::tensor::{Shape, Tensor};
 
-use super::avg_pool::{self};
-use super::host_conv::{contiguous_f32, slice, tensor};
-use super::pooling::Pooling;
-use crate::backend::selects_on_host;
+use super::kernel as avg_pool;
+use crate::common::flex::{contiguous_f32, slice, tensor};
+use crate::common::pooling::Pooling;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait HostAvgPool: Backend {
     /// Average pooling of `[n, c, h, w]` over `pooling`'s windows, the padding counted in the
     /// divisor or not.
     fn host_avg_pool2d(x: FloatTensor<Self>, pooling: Pooling, count_include_pad: bool) -> FloatTensor<Self>;
-}
-
-impl Pooling {
-    /// The windows of Burn's average-pooling module, where the host kernel covers them.
-    pub fn of_avg_pool(pool: &AvgPool2d) -> Option<Self> {
-        Self::of_module(pool.kernel_size, pool.stride, &pool.padding, pool.ceil_mode)
-    }
 }
 
 fn pooled(x: &FlexTensor, pooling: Pooling, count_include_pad: bool) -> FlexTensor {
@@ -80,14 +71,4 @@ impl<C: CheckpointStrategy> HostAvgPool for Autodiff<Flex, C> {
 /// Average pooling on the host kernel; `x` must live on the CPU (flex) backend.
 pub fn avg_pool2d(x: Tensor<4>, pooling: Pooling, count_include_pad: bool) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as HostAvgPool>::host_avg_pool2d(x.into_dispatch(), pooling, count_include_pad))
-}
-
-/// `pool.forward(x)`, on the host kernel where `x` lives on the CPU backend and the kernel covers
-/// the pooling, else Burn's. (Burn's generic average pooling and its backward took 17 % of a
-/// BN-Inception training step, whose inception modules pool 3 × 3 at stride 1.)
-pub fn avg_pool(pool: &AvgPool2d, x: Tensor<4>) -> Tensor<4> {
-    match Pooling::of_avg_pool(pool) {
-        Some(pooling) if selects_on_host(&x.device()) => avg_pool2d(x, pooling, pool.count_include_pad),
-        _ => pool.forward(x),
-    }
 }
