@@ -504,8 +504,17 @@ fn config_names_defaults_and_errors() {
         assert_eq!(LossConfig::from_json(&json).unwrap(), config, "{name} round trip");
     }
 
-    let unknown = LossConfig::from_json(r#"{"name":"arcface"}"#).unwrap_err().to_string();
-    for name in ["contrastive", "binomial", "lifted", "lifted_modified", "ms", "nca", "triplet_semihard", "margin"] {
+    for name in LossConfig::PROXY_NAMES {
+        let config = LossConfig::from_json(&format!(r#"{{"name":"{name}","num_classes":7,"dim":32}}"#)).unwrap();
+        assert_eq!(config.name(), name);
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(LossConfig::from_json(&json).unwrap(), config, "{name} round trip");
+    }
+
+    let unknown = LossConfig::from_json(r#"{"name":"circle"}"#).unwrap_err().to_string();
+    for name in
+        ["contrastive", "binomial", "lifted", "lifted_modified", "ms", "nca", "triplet_semihard", "margin", "proxy_anchor", "arcface"]
+    {
         assert!(unknown.contains(name), "{unknown}");
     }
     let field = LossConfig::from_json(r#"{"name":"ms","gamma":1}"#).unwrap_err().to_string();

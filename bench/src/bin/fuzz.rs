@@ -12,11 +12,13 @@
 //! Targets: `npy`, `idx`, `mat5`, `checkpoint`, `model` (a `model.bpk` into the default job's
 //! network), `list` (CUB, SOP, In-Shop, Cars-196 lists and image folders, through a scratch
 //! folder), `config` (TOML and `--set` overrides). The last
-//! line is `TARGET: N executions in S s (seed X), C crashes, corpus K`. Unix only (the abort paths write
-//! through a raw file descriptor, which must not allocate).
+//! line is `TARGET: N executions in S s (seed X), C crashes, corpus K`. The abort paths save the
+//! input through a raw file descriptor (they must not allocate): on Unix; elsewhere they only say
+//! what happened.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -39,18 +41,22 @@ static HANG_FD: AtomicI32 = AtomicI32::new(-1);
 /// Executions started; the watchdog looks for one that does not move on.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
-/// Writes the current input to `fd` without allocating, then aborts.
+/// Writes the current input to `fd` without allocating (on Unix), then aborts.
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn dump_and_abort(fd: &AtomicI32, what: &[u8]) -> ! {
-    let fd = fd.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: the descriptor was opened by `main` and stays open; ManuallyDrop keeps it so.
-        let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-        let (ptr, len) = (CURRENT.load(Ordering::SeqCst), CURRENT_LEN.load(Ordering::SeqCst));
-        if !ptr.is_null() {
-            // SAFETY: the main loop keeps the input alive while it runs.
-            let _ = file.write_all(unsafe { std::slice::from_raw_parts(ptr, len) });
+    #[cfg(unix)]
+    {
+        let fd = fd.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: the descriptor was opened by `main` and stays open; ManuallyDrop keeps it so.
+            let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+            let (ptr, len) = (CURRENT.load(Ordering::SeqCst), CURRENT_LEN.load(Ordering::SeqCst));
+            if !ptr.is_null() {
+                // SAFETY: the main loop keeps the input alive while it runs.
+                let _ = file.write_all(unsafe { std::slice::from_raw_parts(ptr, len) });
+            }
+            let _ = file.sync_all();
         }
-        let _ = file.sync_all();
     }
     let _ = std::io::stderr().write_all(what);
     std::process::abort()
@@ -106,8 +112,14 @@ fn main() {
     let mut seen = std::collections::HashSet::new();
     let open = |name: &str| std::fs::File::create(out.join(format!("{target}-{name}"))).expect("dump file");
     let (oom, hang) = (open("oom"), open("hang"));
-    OOM_FD.store(oom.as_raw_fd(), Ordering::SeqCst);
-    HANG_FD.store(hang.as_raw_fd(), Ordering::SeqCst);
+    #[cfg(unix)]
+    {
+        OOM_FD.store(oom.as_raw_fd(), Ordering::SeqCst);
+        HANG_FD.store(hang.as_raw_fd(), Ordering::SeqCst);
+    }
+    // Elsewhere the files stay empty; they are kept open as on Unix.
+    #[cfg(not(unix))]
+    let _ = (&oom, &hang);
     std::thread::spawn(|| {
         let mut last = (u64::MAX, Instant::now());
         loop {

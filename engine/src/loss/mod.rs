@@ -4,6 +4,7 @@
 //! A loss is configured by a [`LossConfig`] (serde, internally tagged by `name`, every parameter
 //! optional with its published default) and evaluated by the [`MetricLoss`] it initialises.
 
+mod arcface;
 mod binomial;
 mod contrastive;
 mod lifted;
@@ -11,9 +12,15 @@ mod lifted_modified;
 mod margin;
 mod multi_similarity;
 mod nca;
+mod norm_softmax;
 pub(crate) mod pairwise;
+mod proxy;
+mod proxy_anchor;
+mod proxy_nca;
+mod soft_triple;
 mod triplet_semihard;
 
+pub use arcface::{ArcfaceConfig, ArcfaceLoss};
 pub use binomial::{BinomialConfig, BinomialLoss};
 pub use contrastive::{ContrastiveConfig, ContrastiveLoss};
 pub use lifted::{LiftedConfig, LiftedLoss};
@@ -21,9 +28,13 @@ pub use lifted_modified::{LiftedModifiedConfig, LiftedModifiedLoss};
 pub use margin::{MarginConfig, MarginLoss, NegativeSampler};
 pub use multi_similarity::{MultiSimilarityConfig, MultiSimilarityLoss};
 pub use nca::{NcaConfig, NcaLoss};
+pub use norm_softmax::{NormSoftmaxConfig, NormSoftmaxLoss};
+pub use proxy_anchor::{ProxyAnchorConfig, ProxyAnchorLoss};
+pub use proxy_nca::{ProxyNcaConfig, ProxyNcaLoss};
+pub use soft_triple::{SoftTripleConfig, SoftTripleLoss};
 pub use triplet_semihard::{TripletSemihardConfig, TripletSemihardLoss};
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +51,11 @@ pub enum LossConfig {
     Nca(NcaConfig),
     TripletSemihard(TripletSemihardConfig),
     Margin(MarginConfig),
+    ProxyNca(ProxyNcaConfig),
+    ProxyAnchor(ProxyAnchorConfig),
+    NormSoftmax(NormSoftmaxConfig),
+    SoftTriple(SoftTripleConfig),
+    Arcface(ArcfaceConfig),
 }
 
 impl Default for LossConfig {
@@ -49,7 +65,16 @@ impl Default for LossConfig {
 }
 
 impl LossConfig {
-    /// Every accepted `name` (aliases after the names they stand for).
+    /// The proxy losses' names: they need `num_classes` and `dim` besides the name.
+    pub const PROXY_NAMES: [&'static str; 5] = ["proxy_nca", "proxy_anchor", "norm_softmax", "soft_triple", "arcface"];
+
+    /// Whether this is a proxy loss (it owns trainable proxies).
+    pub fn is_proxy(&self) -> bool {
+        Self::PROXY_NAMES.contains(&self.name())
+    }
+
+    /// Every accepted `name` of the pair losses, which need nothing else (aliases after the names
+    /// they stand for); the proxy losses are in [`Self::PROXY_NAMES`].
     pub const NAMES: [&'static str; 9] =
         ["contrastive", "binomial", "lifted", "lifted_modified", "ms", "weight", "nca", "triplet_semihard", "margin"];
 
@@ -77,10 +102,21 @@ impl LossConfig {
             LossConfig::Nca(_) => "nca",
             LossConfig::TripletSemihard(_) => "triplet_semihard",
             LossConfig::Margin(_) => "margin",
+            LossConfig::ProxyNca(_) => "proxy_nca",
+            LossConfig::ProxyAnchor(_) => "proxy_anchor",
+            LossConfig::NormSoftmax(_) => "norm_softmax",
+            LossConfig::SoftTriple(_) => "soft_triple",
+            LossConfig::Arcface(_) => "arcface",
         }
     }
 
-    pub fn init(&self, _device: &Device) -> MetricLoss {
+    /// The loss; a proxy loss draws its initial proxies from seed 0 (see [`Self::init_seeded`]).
+    pub fn init(&self, device: &Device) -> MetricLoss {
+        self.init_seeded(0, device)
+    }
+
+    /// The loss; a proxy loss draws its initial proxies from `seed`.
+    pub fn init_seeded(&self, seed: u64, device: &Device) -> MetricLoss {
         match self {
             LossConfig::Contrastive(c) => MetricLoss::Contrastive(c.init()),
             LossConfig::Binomial(c) => MetricLoss::Binomial(c.init()),
@@ -90,6 +126,11 @@ impl LossConfig {
             LossConfig::Nca(c) => MetricLoss::Nca(c.init()),
             LossConfig::TripletSemihard(c) => MetricLoss::TripletSemihard(c.init()),
             LossConfig::Margin(c) => MetricLoss::Margin(c.init()),
+            LossConfig::ProxyNca(c) => MetricLoss::ProxyNca(c.init(seed, device)),
+            LossConfig::ProxyAnchor(c) => MetricLoss::ProxyAnchor(c.init(seed, device)),
+            LossConfig::NormSoftmax(c) => MetricLoss::NormSoftmax(c.init(seed, device)),
+            LossConfig::SoftTriple(c) => MetricLoss::SoftTriple(c.init(seed, device)),
+            LossConfig::Arcface(c) => MetricLoss::Arcface(c.init(seed, device)),
         }
     }
 }
@@ -105,6 +146,11 @@ pub enum MetricLoss {
     Nca(NcaLoss),
     TripletSemihard(TripletSemihardLoss),
     Margin(MarginLoss),
+    ProxyNca(ProxyNcaLoss),
+    ProxyAnchor(ProxyAnchorLoss),
+    NormSoftmax(NormSoftmaxLoss),
+    SoftTriple(SoftTripleLoss),
+    Arcface(ArcfaceLoss),
 }
 
 impl MetricLoss {
@@ -123,6 +169,42 @@ impl MetricLoss {
         }
     }
 
+    /// W, one proxy per row, for a proxy loss; `None` for the pair losses.
+    pub fn proxies(&self) -> Option<Tensor<2>> {
+        self.proxy_param().map(|param| param.val())
+    }
+
+    /// The loss with W's values replaced by `proxies` (of W's shape), still a trainable parameter.
+    pub fn with_proxies(mut self, proxies: Tensor<2>) -> MetricLoss {
+        if let Some(param) = self.proxy_param_mut() {
+            assert_eq!(param.dims(), proxies.dims(), "with_proxies: W's shape");
+            *param = Param::from_tensor(proxies.detach());
+        }
+        self
+    }
+
+    fn proxy_param(&self) -> Option<&Param<Tensor<2>>> {
+        match self {
+            MetricLoss::ProxyNca(loss) => Some(&loss.proxies),
+            MetricLoss::ProxyAnchor(loss) => Some(&loss.proxies),
+            MetricLoss::NormSoftmax(loss) => Some(&loss.proxies),
+            MetricLoss::SoftTriple(loss) => Some(&loss.proxies),
+            MetricLoss::Arcface(loss) => Some(&loss.proxies),
+            _ => None,
+        }
+    }
+
+    fn proxy_param_mut(&mut self) -> Option<&mut Param<Tensor<2>>> {
+        match self {
+            MetricLoss::ProxyNca(loss) => Some(&mut loss.proxies),
+            MetricLoss::ProxyAnchor(loss) => Some(&mut loss.proxies),
+            MetricLoss::NormSoftmax(loss) => Some(&mut loss.proxies),
+            MetricLoss::SoftTriple(loss) => Some(&mut loss.proxies),
+            MetricLoss::Arcface(loss) => Some(&mut loss.proxies),
+            _ => None,
+        }
+    }
+
     pub fn forward(&self, embeddings: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
         match self {
             MetricLoss::Contrastive(loss) => loss.forward(embeddings, labels),
@@ -133,6 +215,11 @@ impl MetricLoss {
             MetricLoss::Nca(loss) => loss.forward(embeddings, labels),
             MetricLoss::TripletSemihard(loss) => loss.forward(embeddings, labels),
             MetricLoss::Margin(loss) => loss.forward(embeddings, labels),
+            MetricLoss::ProxyNca(loss) => loss.forward(embeddings, labels),
+            MetricLoss::ProxyAnchor(loss) => loss.forward(embeddings, labels),
+            MetricLoss::NormSoftmax(loss) => loss.forward(embeddings, labels),
+            MetricLoss::SoftTriple(loss) => loss.forward(embeddings, labels),
+            MetricLoss::Arcface(loss) => loss.forward(embeddings, labels),
         }
     }
 }

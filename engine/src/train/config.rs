@@ -175,6 +175,14 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        // The trainer does not yet give a proxy loss its classes, nor train and checkpoint its
+        // proxies: refused rather than trained with proxies that never move.
+        if self.loss.is_proxy() {
+            return bad(format!(
+                "loss.name = \"{}\": the proxy losses are in the library (dml_engine::loss) but `dml train` cannot train them yet",
+                self.loss.name()
+            ));
+        }
         // TOML's integers are signed 64-bit: a larger count read from a file (the TOML reader
         // takes it into a u64) could not be written back to config.toml.
         let margin_seed = match &self.loss {
