@@ -5,7 +5,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AvgPool2d, MaxPool2d};
 use burn::tensor::Shape;
 
-use super::geometry::columns_inside;
+use super::geometry::{columns_inside, symmetric_padding};
 
 /// A pooling's windows, apart from the input's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,11 +114,7 @@ impl Pooling {
     /// The windows of a pooling module, where the host kernels cover them: no padding, or the same
     /// on both sides and at most half the window (as PyTorch requires).
     pub(crate) fn of_module(window: [usize; 2], stride: [usize; 2], padding: &PaddingConfig2d, ceil_mode: bool) -> Option<Self> {
-        let padding = match *padding {
-            PaddingConfig2d::Valid => [0, 0],
-            PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
-            _ => return None,
-        };
+        let padding = symmetric_padding(padding)?;
         (padding[0] * 2 <= window[0] && padding[1] * 2 <= window[1]).then_some(Pooling { window, stride, padding, ceil_mode })
     }
 

@@ -19,6 +19,7 @@ pub use geometry::ConvGeometry;
 use gradients::chunk_len;
 pub use im2col::{im2col_backward, im2col_forward};
 
+use crate::common::geometry::symmetric_padding;
 use crate::depthwise;
 use crate::placement::on_host_f32;
 
@@ -29,12 +30,7 @@ pub type Padding = [(usize, usize); 2];
 /// group, no dilation, the same padding on both sides of each axis), dml's kernels with their own
 /// backward pass; Burn's generic convolution otherwise and on every other backend.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let padding = match conv.padding {
-        PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
-        _ => None,
-    };
-    match padding {
+    match symmetric_padding(&conv.padding) {
         Some(padding) if conv.groups == 1 && on_host(conv, &x) => host_op::conv2d(x, conv.weight.val(), bias(conv), conv.stride, padding),
         _ => conv.forward(x),
     }

@@ -216,6 +216,7 @@ impl GpuRanker {
         });
         let grid_width = rows.min(self.max_groups as usize) as u32;
         let grid_height = rows.div_ceil(grid_width as usize) as u32;
+        let layout = self.pipeline.get_bind_group_layout(0);
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("top_k") });
         for (gallery_start, gallery_rows, chunk) in gallery {
             let params: Vec<u8> =
@@ -230,7 +231,7 @@ impl GpuRanker {
             });
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("top_k bindings"),
-                layout: &self.pipeline.get_bind_group_layout(0),
+                layout: &layout,
                 entries: &[&params, &queries, chunk, &similarities, &top_rows, &filled]
                     .iter()
                     .enumerate()
@@ -371,11 +372,11 @@ impl Plan {
         // up to one heap step per candidate (the heap's height, and one).
         let binding_rows = (chunk_bytes / (dim * 4) as u64) as usize;
         let height = (usize::BITS - depth.leading_zeros()) as usize;
-        let tiles = (LOOP_BUDGET / (1 + dim + TILE * (2 + height))).max(1);
-        if 1 + dim + TILE * (2 + height) > LOOP_BUDGET {
+        let per_tile = 1 + dim + TILE * (2 + height);
+        if per_tile > LOOP_BUDGET {
             return Err(GpuError(format!("{dim} components are more than one dispatch of the shader can score")));
         }
-        let gallery_chunk = binding_rows.min(tiles * TILE);
+        let gallery_chunk = binding_rows.min(LOOP_BUDGET / per_tile * TILE);
         // Blocks in whole tiles, so that only the last has a ragged tile.
         let gallery_chunk = if gallery_chunk >= TILE { gallery_chunk / TILE * TILE } else { gallery_chunk };
         Ok(Plan { dim, depth, leave_one_out, query_rows, gallery_rows, query_chunk, gallery_chunk })
