@@ -432,6 +432,10 @@ fn cub_cars_and_sop_train_from_their_list_files() {
         assert!(stderr.contains(&format!("{train_count} train images in 3 classes, {test_count} test images")), "{dataset}: {stderr}");
         assert_eq!(evals(&run_dir).len(), 2, "{dataset}: evaluations before and after");
         assert_eq!(npy::read_matrix(&run_dir.join("embeddings.npy")).unwrap().rows, test_count, "{dataset}");
+        // The published class ids start at 1 and the training split's need not be contiguous: a
+        // proxy loss sees them numbered 0..classes−1.
+        let proxy_run = dir.join(format!("{dataset}-proxy"));
+        ok(&train(&root, dataset, &proxy_run, &["--set", "run.iterations=2", "--loss", "proxy_nca"]));
     }
     fs::remove_dir_all(&dir).unwrap();
 }

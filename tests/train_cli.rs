@@ -222,9 +222,12 @@ fn ctrl_c(child: &std::process::Child) {
     }
 }
 
-fn interrupt_then_resume(dir: &Path, name: &str, interrupt: Interrupt, reference: &Path) {
+/// The schedule of the interrupted runs and their uninterrupted references.
+const SCHEDULE: [&str; 6] = ["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"];
+
+fn interrupt_then_resume(dir: &Path, name: &str, interrupt: Interrupt, reference: &Path, extra: &[&str]) {
     let run_dir = dir.join(name);
-    let args = ["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"];
+    let args = [&SCHEDULE[..], extra].concat();
     let mut child = spawn_interruptible(
         dml().args(["train", "--run-dir", run_dir.to_str().unwrap()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped()),
     );
@@ -269,10 +272,48 @@ fn assert_same_run(run_dir: &Path, reference: &Path, name: &str) {
 #[test]
 fn interrupted_runs_resume_to_the_uninterrupted_result() {
     let dir = scratch("resume");
-    let reference = train(&dir, "straight", &["--iterations", "16", "--eval-interval", "8", "--checkpoint-interval", "4"]);
-    interrupt_then_resume(&dir, "ctrl-c", Interrupt::CtrlC, &reference);
-    interrupt_then_resume(&dir, "killed", Interrupt::Kill, &reference);
+    let reference = train(&dir, "straight", &SCHEDULE);
+    interrupt_then_resume(&dir, "ctrl-c", Interrupt::CtrlC, &reference, &[]);
+    interrupt_then_resume(&dir, "killed", Interrupt::Kill, &reference, &[]);
     resume_with_more_iterations(&dir, &reference);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The state beyond the model: a proxy loss's trained proxies (and their optimiser moments), and
+/// the cross-batch memory, which holds several batches when the run is killed.
+#[test]
+fn killed_runs_with_proxies_or_cross_batch_memory_resume_to_the_uninterrupted_result() {
+    let dir = scratch("resume-state");
+    for (name, extra) in [
+        ("proxy-anchor", &["--loss", "proxy_anchor"][..]),
+        ("xbm", &["--set", "xbm.memory_size=300", "--set", "xbm.start_iteration=2"][..]),
+    ] {
+        let reference = train(&dir, &format!("{name}-straight"), &[&SCHEDULE[..], extra].concat());
+        interrupt_then_resume(&dir, name, Interrupt::Kill, &reference, extra);
+        if name == "xbm" {
+            let terms: Vec<u64> =
+                metrics(&reference).iter().filter(|v| v.get("xbm_loss").is_some()).map(|v| v["iteration"].as_u64().unwrap()).collect();
+            assert_eq!(terms, (4..=16).collect::<Vec<_>>(), "the memory term is logged once the memory holds a batch");
+        }
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_proxy_loss_trains_the_default_job_and_improves_recall() {
+    let dir = scratch("proxy-default");
+    let run_dir = train(&dir, "run", &["--loss", "proxy_anchor", "--iterations", "60", "--eval-interval", "0"]);
+    let evals = evals(&run_dir);
+    let r1 = |e: &Value| e["recall_at_k"]["1"].as_f64().unwrap();
+    assert!(r1(&evals[1]) > r1(&evals[0]) + 0.03, "Recall@1 {} → {}", r1(&evals[0]), r1(&evals[1]));
+    // The sizes came from the data and are not written into the run's config: a resumed run
+    // takes them from the same data again (and the checkpoint's summary guards that).
+    let config = fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(config.contains("name = \"proxy_anchor\"") && !config.contains("num_classes"), "{config}");
+    // A size that disagrees with the data is one error line naming both.
+    let out = run(&["train", "--loss", "proxy_anchor", "--set", "loss.num_classes=10", "--run-dir", dir.join("bad").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("loss.num_classes = 10 but the training split has 5"), "{}", text(&out.stderr));
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -20,6 +20,10 @@ pub fn ui(ui: &mut egui::Ui, run: &RunData) {
     ui.label(RichText::new("Loss").strong());
     Plot::new("loss").height(height).legend(Legend::default()).x_axis_label("iteration").show(ui, |plot| {
         plot.line(Line::new("loss", PlotPoints::from(run.losses())));
+        let memory = run.memory_losses();
+        if !memory.is_empty() {
+            plot.line(Line::new("memory term (xbm_loss)", PlotPoints::from(memory)));
+        }
     });
     ui.label(RichText::new("Retrieval on the test classes").strong());
     Plot::new("retrieval").height(height).legend(Legend::default()).x_axis_label("iteration").include_y(0.0).include_y(1.0).show(

@@ -190,6 +190,17 @@ impl RunData {
             .collect()
     }
 
+    /// (iteration, memory term) of every step that used the cross-batch memory.
+    pub fn memory_losses(&self) -> Vec<[f64; 2]> {
+        self.metrics
+            .iter()
+            .filter_map(|m| match m {
+                MetricsLine::Train { iteration, xbm_loss: Some(term), .. } => Some([*iteration as f64, *term]),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every evaluation, in the order of the metrics file.
     pub fn evaluations(&self) -> Vec<Evaluation> {
         self.metrics

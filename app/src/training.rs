@@ -23,6 +23,10 @@ pub struct TrainForm {
     pub iterations: u64,
     pub eval_interval: u64,
     pub backend: BackendChoice,
+    /// Cross-batch memory: rows remembered (0: off), iterations before it starts, its weight.
+    pub xbm_memory: usize,
+    pub xbm_start: u64,
+    pub xbm_weight: f64,
     /// More settings, one `section.field=value` per line (loss parameters: `loss.beta=50`).
     pub extra: String,
 }
@@ -37,6 +41,9 @@ impl Default for TrainForm {
             iterations: 200,
             eval_interval: 100,
             backend: BackendChoice::Cpu,
+            xbm_memory: 0,
+            xbm_start: 0,
+            xbm_weight: 1.0,
             extra: String::new(),
         }
     }
@@ -52,6 +59,9 @@ impl TrainForm {
             format!("run.iterations={}", self.iterations),
             format!("run.eval_interval={}", self.eval_interval),
             format!("run.backend={}", quote(&self.backend.to_string())),
+            format!("xbm.memory_size={}", self.xbm_memory),
+            format!("xbm.start_iteration={}", self.xbm_start),
+            format!("xbm.weight={:?}", self.xbm_weight),
         ];
         if !self.root.trim().is_empty() {
             overrides.push(format!("data.root={}", quote(self.root.trim())));
@@ -225,10 +235,19 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: Option<&Backgro
         let label = ui.label("root");
         ui.text_edit_singleline(&mut form.root).labelled_by(label.id);
     });
-    combo(ui, "loss", &mut form.loss, &LossConfig::NAMES);
+    let losses: Vec<&str> = LossConfig::NAMES.iter().chain(&LossConfig::PROXY_NAMES).copied().collect();
+    combo(ui, "loss", &mut form.loss, &losses);
     combo(ui, "backbone", &mut form.backbone, &BackboneKind::NAMES);
     ui.add(egui::DragValue::new(&mut form.iterations).range(1..=1_000_000).prefix("iterations "));
     ui.add(egui::DragValue::new(&mut form.eval_interval).range(0..=1_000_000).prefix("eval every "));
+    ui.horizontal(|ui| {
+        ui.add(egui::DragValue::new(&mut form.xbm_memory).range(0..=1_000_000).prefix("cross-batch memory ")).on_hover_text(format!(
+            "embeddings of earlier batches that each batch is also compared with (0: off; for {})",
+            LossConfig::REFERENCE_NAMES.join(", ")
+        ));
+        ui.add_enabled(form.xbm_memory > 0, egui::DragValue::new(&mut form.xbm_start).range(0..=1_000_000).prefix("from iteration "));
+        ui.add_enabled(form.xbm_memory > 0, egui::DragValue::new(&mut form.xbm_weight).range(0.0..=100.0).speed(0.05).prefix("weight "));
+    });
     let label = ui.label("more settings (section.field=value per line)");
     ui.add(egui::TextEdit::multiline(&mut form.extra).desired_rows(2).hint_text("loss.beta=50")).labelled_by(label.id);
     egui::ComboBox::from_label("backend").selected_text(form.backend.to_string()).show_ui(ui, |ui| {
@@ -257,6 +276,20 @@ mod tests {
         let status = Arc::new(Mutex::new(TrainStatus::default()));
         in_background(status.clone(), egui::Context::default(), work).join().expect("the thread itself does not panic");
         lock(&status).clone()
+    }
+
+    #[test]
+    fn the_form_sets_the_cross_batch_memory_and_offers_the_proxy_losses() {
+        let form = TrainForm { xbm_memory: 400, xbm_start: 20, xbm_weight: 0.5, ..Default::default() };
+        let config = form.config().unwrap();
+        assert_eq!((config.xbm.memory_size, config.xbm.start_iteration, config.xbm.weight), (400, 20, 0.5));
+        let lifted = TrainForm { loss: "lifted".into(), ..form.clone() }.config().unwrap_err();
+        assert!(
+            lifted.contains("cross-batch memory works with contrastive, binomial, ms, triplet_semihard, not with the loss lifted"),
+            "{lifted}"
+        );
+        let proxy = TrainForm { loss: "proxy_anchor".into(), ..Default::default() }.config().unwrap();
+        assert_eq!(proxy.loss.name(), "proxy_anchor");
     }
 
     #[test]

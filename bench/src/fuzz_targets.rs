@@ -146,7 +146,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "checkpoint" => {
             let train_set = Some(dml_engine::train::TrainSetSummary::of(&[0, 0, 1, 1], None));
             let state = TrainState { iteration: 12, sampler: SamplerState { epoch: 1, cursor: 40, batches: 12 }, loss_calls: 3, train_set };
-            vec![Checkpoint { state, model: vec![1, 2, 3, 4], optimizer: vec![5, 6] }.to_bytes()]
+            vec![Checkpoint { state, model: vec![1, 2, 3, 4], optimizer: vec![5, 6], loss: vec![7], memory: vec![8, 9] }.to_bytes()]
         }
         "model" => {
             let trainer = Trainer::new(&TrainConfig::default(), &Device::flex()).expect("the default job starts");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use dml_engine::burn::tensor::Tensor;
+use dml_engine::burn::tensor::{Device, Tensor};
 use dml_engine::loss::{LossConfig, MetricLoss};
 
 /// `x / max(‖x‖, 1e-12)` for each `d`-long row.
@@ -238,13 +238,17 @@ fn proxies_and_with_proxies() {
     assert_eq!(to_vec(replaced.proxies().unwrap()), to_vec(w));
     assert!(replaced.proxies().unwrap().is_require_grad(), "still trainable");
     assert!(LossConfig::from_name("ms").unwrap().init(&device).proxies().is_none(), "pair losses have none");
-    let missing = LossConfig::from_name("proxy_anchor").unwrap_err().to_string();
-    assert!(missing.contains("num_classes"), "{missing}");
-    // Until the trainer trains proxies, a run config with a proxy loss is refused.
-    let config = dml_engine::train::TrainConfig {
-        loss: LossConfig::from_json(r#"{"name":"proxy_anchor","num_classes":4,"dim":64}"#).unwrap(),
-        ..Default::default()
-    };
-    let refused = config.validate().unwrap_err().to_string();
-    assert!(refused.contains("proxy_anchor") && refused.contains("cannot train them yet"), "{refused}");
+    // The library needs both sizes; a run config may leave them to `dml train` (`sized_for`).
+    let missing = LossConfig::from_json(r#"{"name":"proxy_anchor","dim":8}"#).unwrap_err().to_string();
+    assert!(missing.contains("proxy_anchor needs num_classes and dim"), "{missing}");
+    let unset = LossConfig::from_name("proxy_anchor").unwrap();
+    assert_eq!(unset.proxy_sizes(), Some((0, 0)));
+    let sized = unset.clone().sized_for(4, 8).unwrap();
+    assert_eq!(sized.proxy_sizes(), Some((4, 8)));
+    assert_eq!(sized.init(&device).proxies().unwrap().dims(), [4, 8]);
+    let given = LossConfig::from_json(r#"{"name":"proxy_anchor","num_classes":4,"dim":8}"#).unwrap();
+    assert_eq!(given.clone().sized_for(4, 8).unwrap(), given);
+    let refused = given.sized_for(3, 8).unwrap_err();
+    assert!(refused.contains("loss.num_classes = 4 but the training split has 3"), "{refused}");
+    assert!(std::panic::catch_unwind(|| unset.init(&Device::flex())).is_err(), "unset sizes cannot make proxies");
 }

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pairwise::{LabelMasks, count_in_row, mean_over_anchors, similarity};
+use super::pairwise::{LabelMasks, count_in_row, mean_over_anchors, no_term, similarity, similarity_between};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,8 +36,25 @@ pub struct BinomialLoss {
 impl BinomialLoss {
     /// `ℓ_i = mean_{P_i} softplus(−pos_scale (S − margin)) + mean_{N_i} softplus(neg_scale (S − margin))`.
     pub fn forward(&self, embeddings: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
-        let shifted = similarity(embeddings).sub_scalar(self.margin);
-        let masks = LabelMasks::new(labels);
+        self.over_similarities(similarity(embeddings), LabelMasks::new(labels))
+    }
+
+    /// The batch's anchors against a reference set (cross-batch memory), which carries no gradient.
+    pub fn forward_against(
+        &self,
+        embeddings: Tensor<2>,
+        labels: Tensor<1, Int>,
+        reference: Tensor<2>,
+        reference_labels: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        if reference.dims()[0] == 0 {
+            return no_term(embeddings);
+        }
+        self.over_similarities(similarity_between(embeddings, reference.detach()), LabelMasks::against(labels, reference_labels))
+    }
+
+    fn over_similarities(&self, sim: Tensor<2>, masks: LabelMasks) -> Tensor<1> {
+        let shifted = sim.sub_scalar(self.margin);
         let pos = masked_row_mean(softplus(shifted.clone().mul_scalar(-self.pos_scale)), masks.pos);
         let neg = masked_row_mean(softplus(shifted.mul_scalar(self.neg_scale)), masks.neg);
         mean_over_anchors(pos + neg, masks.valid)

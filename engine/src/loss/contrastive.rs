@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pairwise::{LabelMasks, mean_over_anchors, similarity};
+use super::pairwise::{LabelMasks, mean_over_anchors, no_term, similarity, similarity_between};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,8 +33,24 @@ pub struct ContrastiveLoss {
 impl ContrastiveLoss {
     /// `ℓ_i = Σ_{P_i} (1 − S_ij) + Σ_{N_i, S_ik > margin} S_ik`, mean over anchors.
     pub fn forward(&self, embeddings: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
-        let sim = similarity(embeddings);
-        let masks = LabelMasks::new(labels);
+        self.over_similarities(similarity(embeddings), LabelMasks::new(labels))
+    }
+
+    /// The batch's anchors against a reference set (cross-batch memory), which carries no gradient.
+    pub fn forward_against(
+        &self,
+        embeddings: Tensor<2>,
+        labels: Tensor<1, Int>,
+        reference: Tensor<2>,
+        reference_labels: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        if reference.dims()[0] == 0 {
+            return no_term(embeddings);
+        }
+        self.over_similarities(similarity_between(embeddings, reference.detach()), LabelMasks::against(labels, reference_labels))
+    }
+
+    fn over_similarities(&self, sim: Tensor<2>, masks: LabelMasks) -> Tensor<1> {
         let pull = sim.clone().neg().add_scalar(1.0).mask_fill(masks.pos.bool_not(), 0.0);
         let hard = masks.neg.bool_and(sim.clone().greater_elem(self.margin));
         let push = sim.mask_fill(hard.bool_not(), 0.0);

@@ -87,8 +87,82 @@ impl LossConfig {
 
     /// Parses `{"name": .., <parameter>: ..}`; unknown names and fields are errors that list the
     /// valid ones.
+    /// A proxy loss must give `num_classes` and `dim` here (a run config may leave them to
+    /// `dml train`, see [`Self::sized_for`]).
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
+        let config: Self = serde_json::from_str(json)?;
+        if let Some((classes, dim)) = config.proxy_sizes()
+            && (classes == 0 || dim == 0)
+        {
+            return Err(serde::de::Error::custom(format!("{} needs num_classes and dim (both at least 1)", config.name())));
+        }
+        Ok(config)
+    }
+
+    /// `(num_classes, dim)` of a proxy loss (0 where a run config left them to the trainer);
+    /// `None` for the pair losses.
+    pub fn proxy_sizes(&self) -> Option<(usize, usize)> {
+        match self {
+            LossConfig::ProxyNca(c) => Some((c.num_classes, c.dim)),
+            LossConfig::ProxyAnchor(c) => Some((c.num_classes, c.dim)),
+            LossConfig::NormSoftmax(c) => Some((c.num_classes, c.dim)),
+            LossConfig::SoftTriple(c) => Some((c.num_classes, c.dim)),
+            LossConfig::Arcface(c) => Some((c.num_classes, c.dim)),
+            _ => None,
+        }
+    }
+
+    fn proxy_sizes_mut(&mut self) -> Option<(&mut usize, &mut usize)> {
+        match self {
+            LossConfig::ProxyNca(c) => Some((&mut c.num_classes, &mut c.dim)),
+            LossConfig::ProxyAnchor(c) => Some((&mut c.num_classes, &mut c.dim)),
+            LossConfig::NormSoftmax(c) => Some((&mut c.num_classes, &mut c.dim)),
+            LossConfig::SoftTriple(c) => Some((&mut c.num_classes, &mut c.dim)),
+            LossConfig::Arcface(c) => Some((&mut c.num_classes, &mut c.dim)),
+            _ => None,
+        }
+    }
+
+    /// The loss for a training split of `classes` classes and a model of `dim`-d embeddings: a
+    /// proxy loss's unset `num_classes` and `dim` take these values, and set ones must agree (the
+    /// error names both). The pair losses need neither.
+    pub fn sized_for(mut self, classes: usize, dim: usize) -> Result<Self, String> {
+        let name = self.name();
+        if let Some((own_classes, own_dim)) = self.proxy_sizes_mut() {
+            for (field, own, data, what) in
+                [("num_classes", own_classes, classes, "the training split has"), ("dim", own_dim, dim, "the model's model.dim is")]
+            {
+                if *own == 0 {
+                    *own = data;
+                } else if *own != data {
+                    return Err(format!("loss.{field} = {own} but {what} {data} ({name}: leave loss.{field} out to take it from there)"));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The losses that can also be evaluated against a reference set (cross-batch memory,
+    /// [`MetricLoss::forward_against`]).
+    pub const REFERENCE_NAMES: [&'static str; 4] = ["contrastive", "binomial", "ms", "triplet_semihard"];
+
+    /// Whether [`MetricLoss::forward_against`] exists for this loss.
+    pub fn has_reference_form(&self) -> bool {
+        Self::REFERENCE_NAMES.contains(&self.name())
+    }
+
+    /// How many times the head's learning rate a proxy loss's W is trained at when the run config
+    /// does not say (`optimizer.loss_lr_mult`), as each loss's authors trained it: 100 for
+    /// Proxy-Anchor (Kim et al. 2020, proxies at 100× the network's rate; their code does the same
+    /// for its Proxy-NCA baseline) and SoftTriple (Qian et al. 2019: centres at 1e-2, network at
+    /// 1e-4); 1 for the normalised softmax (Zhai & Wu 2019, trained as one classifier with the
+    /// network) and ArcFace (Deng et al. 2019, likewise). `None` for the pair losses.
+    pub fn default_proxy_lr_mult(&self) -> Option<f64> {
+        match self {
+            LossConfig::ProxyNca(_) | LossConfig::ProxyAnchor(_) | LossConfig::SoftTriple(_) => Some(100.0),
+            LossConfig::NormSoftmax(_) | LossConfig::Arcface(_) => Some(1.0),
+            _ => None,
+        }
     }
 
     /// The canonical name.
@@ -116,7 +190,13 @@ impl LossConfig {
     }
 
     /// The loss; a proxy loss draws its initial proxies from `seed`.
+    ///
+    /// # Panics
+    /// For a proxy loss whose `num_classes` or `dim` is unset (0): see [`Self::sized_for`].
     pub fn init_seeded(&self, seed: u64, device: &Device) -> MetricLoss {
+        if let Some((classes, dim)) = self.proxy_sizes() {
+            assert!(classes > 0 && dim > 0, "{}: num_classes and dim must be set (LossConfig::sized_for)", self.name());
+        }
         match self {
             LossConfig::Contrastive(c) => MetricLoss::Contrastive(c.init()),
             LossConfig::Binomial(c) => MetricLoss::Binomial(c.init()),
@@ -154,6 +234,25 @@ pub enum MetricLoss {
 }
 
 impl MetricLoss {
+    /// The canonical name of the loss (as [`LossConfig::name`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetricLoss::Contrastive(_) => "contrastive",
+            MetricLoss::Binomial(_) => "binomial",
+            MetricLoss::Lifted(_) => "lifted",
+            MetricLoss::LiftedModified(_) => "lifted_modified",
+            MetricLoss::Ms(_) => "ms",
+            MetricLoss::Nca(_) => "nca",
+            MetricLoss::TripletSemihard(_) => "triplet_semihard",
+            MetricLoss::Margin(_) => "margin",
+            MetricLoss::ProxyNca(_) => "proxy_nca",
+            MetricLoss::ProxyAnchor(_) => "proxy_anchor",
+            MetricLoss::NormSoftmax(_) => "norm_softmax",
+            MetricLoss::SoftTriple(_) => "soft_triple",
+            MetricLoss::Arcface(_) => "arcface",
+        }
+    }
+
     /// How many forward calls have drawn from the loss's own random stream (margin's negative
     /// sampling; 0 for the deterministic losses): saved in checkpoints so a resumed run draws on.
     pub fn random_calls(&self) -> u64 {
@@ -202,6 +301,34 @@ impl MetricLoss {
             MetricLoss::SoftTriple(loss) => Some(&mut loss.proxies),
             MetricLoss::Arcface(loss) => Some(&mut loss.proxies),
             _ => None,
+        }
+    }
+
+    /// The batch as anchors against a reference set that never contains the batch itself (the
+    /// cross-batch memory): `S = X Rᵀ`, positives and negatives by label over the reference, no
+    /// self-exclusion, no gradient into `reference`. Exactly 0 where no term exists (an empty
+    /// reference included).
+    ///
+    /// # Panics
+    /// For a loss without this form: only contrastive, binomial, ms and triplet_semihard have one
+    /// ([`LossConfig::REFERENCE_NAMES`]; a run config naming another with `[xbm]` is refused).
+    pub fn forward_against(
+        &self,
+        embeddings: Tensor<2>,
+        labels: Tensor<1, Int>,
+        reference: Tensor<2>,
+        reference_labels: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        match self {
+            MetricLoss::Contrastive(loss) => loss.forward_against(embeddings, labels, reference, reference_labels),
+            MetricLoss::Binomial(loss) => loss.forward_against(embeddings, labels, reference, reference_labels),
+            MetricLoss::Ms(loss) => loss.forward_against(embeddings, labels, reference, reference_labels),
+            MetricLoss::TripletSemihard(loss) => loss.forward_against(embeddings, labels, reference, reference_labels),
+            other => panic!(
+                "forward_against: only {} can be evaluated against a reference set, not {}",
+                LossConfig::REFERENCE_NAMES.join(", "),
+                other.name()
+            ),
         }
     }
 

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pairwise::{LabelMasks, any_in_row, masked_logsumexp, mean_over_anchors, similarity};
+use super::pairwise::{LabelMasks, any_in_row, masked_logsumexp, mean_over_anchors, no_term, similarity, similarity_between};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,9 +40,25 @@ impl MultiSimilarityLoss {
     /// Mining `P̃_i = {S_ij − ε < max_{N_i} S}`, `Ñ_i = {S_ik + ε > min_{P_i} S}`; then
     /// `ℓ_i = (1/α) log(1 + Σ_{P̃_i} e^{−α(S − base)}) + (1/β) log(1 + Σ_{Ñ_i} e^{β(S − base)})`.
     pub fn forward(&self, embeddings: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
-        let sim = similarity(embeddings);
-        let masks = LabelMasks::new(labels);
+        self.over_similarities(similarity(embeddings), LabelMasks::new(labels))
+    }
 
+    /// The batch's anchors against a reference set (cross-batch memory), which carries no
+    /// gradient; the mining runs over the reference.
+    pub fn forward_against(
+        &self,
+        embeddings: Tensor<2>,
+        labels: Tensor<1, Int>,
+        reference: Tensor<2>,
+        reference_labels: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        if reference.dims()[0] == 0 {
+            return no_term(embeddings);
+        }
+        self.over_similarities(similarity_between(embeddings, reference.detach()), LabelMasks::against(labels, reference_labels))
+    }
+
+    fn over_similarities(&self, sim: Tensor<2>, masks: LabelMasks) -> Tensor<1> {
         let frozen = sim.clone().detach();
         let hardest_neg = frozen.clone().mask_fill(masks.neg.clone().bool_not(), f32::MIN).max_dim(1);
         let hardest_pos = frozen.clone().mask_fill(masks.pos.clone().bool_not(), f32::MAX).min_dim(1);

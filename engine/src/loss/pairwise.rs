@@ -24,6 +24,18 @@ pub(crate) fn distance(x: Tensor<2>, sim: Tensor<2>) -> Tensor<2> {
     squared_distance(x, sim).sqrt()
 }
 
+/// `S_ij = x_i · r_j`: `[n, m]`, the batch against a reference set.
+pub(crate) fn similarity_between(x: Tensor<2>, reference: Tensor<2>) -> Tensor<2> {
+    x.matmul(reference.transpose())
+}
+
+/// `D_ij = sqrt(max(‖x_i − r_j‖², 1e-12))` from `S = X Rᵀ`: `[n, m]`.
+pub(crate) fn distance_between(x: Tensor<2>, reference: Tensor<2>, sim: Tensor<2>) -> Tensor<2> {
+    let x_norm = x.powi_scalar(2).sum_dim(1); // [n, 1]
+    let r_norm = reference.powi_scalar(2).sum_dim(1).transpose(); // [1, m]
+    (x_norm + r_norm - sim * 2.0).clamp_min(1.0e-12).sqrt()
+}
+
 /// Which pairs of the batch are positives (same label, not self) and negatives.
 pub(crate) struct LabelMasks {
     pub pos: Tensor<2, Bool>,
@@ -43,6 +55,22 @@ impl LabelMasks {
         let valid = any_in_row(pos.clone()).bool_and(any_in_row(neg.clone()));
         LabelMasks { pos, neg, valid }
     }
+
+    /// `[n, m]` masks of the batch's labels against a reference set's: no self-exclusion, the
+    /// reference never holding the batch itself.
+    pub fn against(labels: Tensor<1, Int>, reference_labels: Tensor<1, Int>) -> Self {
+        let pos = labels.unsqueeze_dim::<2>(1).equal(reference_labels.unsqueeze_dim::<2>(0));
+        let neg = pos.clone().bool_not();
+        let valid = any_in_row(pos.clone()).bool_and(any_in_row(neg.clone()));
+        LabelMasks { pos, neg, valid }
+    }
+}
+
+/// The loss of a batch without any term against an empty reference set: exactly 0, connected to
+/// the embeddings (zero gradient) so that it can be added to a loss or differentiated alone.
+pub(crate) fn no_term(embeddings: Tensor<2>) -> Tensor<1> {
+    let everywhere = Tensor::<2, Bool>::full(embeddings.dims(), true, &embeddings.device());
+    embeddings.mask_fill(everywhere, 0.0).sum()
 }
 
 /// `[n, m] -> [n]`: whether each row has a true entry.

@@ -72,3 +72,8 @@ pub(crate) fn check_labels(labels: &Tensor<1, Int>, classes: usize, loss: &str) 
         classes.saturating_sub(1)
     );
 }
+
+/// Whether a size of a proxy loss's config was left for the trainer to fill (serde's skip test).
+pub(crate) fn unset(size: &usize) -> bool {
+    *size == 0
+}

@@ -11,9 +11,12 @@ use super::proxy::{ProxyInit, check_labels, cosines, cross_entropy, initial_prox
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyNcaConfig {
-    /// Classes of the training labels, `0..num_classes`.
+    /// Classes of the training labels, `0..num_classes`; 0 (absent) in a run config: `dml train`
+    /// takes it from the training split.
+    #[serde(default, skip_serializing_if = "super::proxy::unset")]
     pub num_classes: usize,
-    /// Embedding dimension.
+    /// Embedding dimension; 0 (absent) in a run config: the model's `dim`.
+    #[serde(default, skip_serializing_if = "super::proxy::unset")]
     pub dim: usize,
     /// Multiplies the squared distances.
     #[serde(default = "default_proxynca_softmax_scale")]

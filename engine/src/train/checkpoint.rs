@@ -1,8 +1,11 @@
 //! A resumable snapshot of a run in one file, written atomically: the training state (iteration,
-//! sampler, loss random stream), the model record and the optimiser record.
+//! sampler, loss random stream), the model record, the optimiser record, the loss's own
+//! parameters (a proxy loss's W) and the cross-batch memory.
 //!
-//! Layout: `DMLCKPT1`, three little-endian u64 lengths, then the state as JSON, the model and the
-//! optimiser as burnpack bytes.
+//! Layout: `DMLCKPT2`, the number of parts (5) and each part's length as little-endian u64, then
+//! the parts: the state as JSON; the model, the optimiser and the loss as burnpack bytes (the
+//! loss empty for a pair loss); the memory (empty without one, else `CrossBatchMemory::to_bytes`).
+//! `DMLCKPT1` files (three lengths, no count: state, model, optimiser) are still read.
 
 use std::path::Path;
 
@@ -10,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::SamplerState;
 
-const MAGIC: &[u8; 8] = b"DMLCKPT1";
+const MAGIC: &[u8; 8] = b"DMLCKPT2";
+/// The first layout: state, model and optimiser only.
+const MAGIC_V1: &[u8; 8] = b"DMLCKPT1";
+const PARTS: [&str; 5] = ["the training state", "the model", "the optimiser", "the loss", "the cross-batch memory"];
 
 /// Everything besides the weights and optimiser moments that a resumed run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +67,10 @@ pub struct Checkpoint {
     pub state: TrainState,
     pub model: Vec<u8>,
     pub optimizer: Vec<u8>,
+    /// The loss's record (a proxy loss's W, as burnpack); empty for a pair loss.
+    pub loss: Vec<u8>,
+    /// The cross-batch memory's rows and labels; empty without one.
+    pub memory: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +79,8 @@ pub enum CheckpointError {
     Io(#[from] std::io::Error),
     #[error("not a dml checkpoint (bad header)")]
     Magic,
+    #[error("a checkpoint of {0} parts; this dml reads 5 (written by a newer dml?)")]
+    Parts(u64),
     #[error("truncated: {needed} bytes of {part} expected, {available} present")]
     Truncated { part: &'static str, needed: u64, available: u64 },
     #[error("training state: {0}")]
@@ -78,35 +90,48 @@ pub enum CheckpointError {
 impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         let state = serde_json::to_vec(&self.state).expect("training state serialises");
-        let mut out = Vec::with_capacity(32 + state.len() + self.model.len() + self.optimizer.len());
+        let parts = [&state, &self.model, &self.optimizer, &self.loss, &self.memory];
+        let mut out = Vec::with_capacity(16 + 8 * parts.len() + parts.iter().map(|p| p.len()).sum::<usize>());
         out.extend_from_slice(MAGIC);
-        for part in [&state, &self.model, &self.optimizer] {
+        out.extend_from_slice(&(parts.len() as u64).to_le_bytes());
+        for part in parts {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
         }
-        out.extend_from_slice(&state);
-        out.extend_from_slice(&self.model);
-        out.extend_from_slice(&self.optimizer);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         out
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
-        if bytes.len() < 32 || &bytes[..8] != MAGIC {
-            return Err(CheckpointError::Magic);
-        }
-        let len = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
-        let mut rest = &bytes[32..];
-        let mut take = |part: &'static str, needed: u64| -> Result<&[u8], CheckpointError> {
+        let word = |i: usize| bytes.get(8 + 8 * i..16 + 8 * i).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let (lengths, mut rest): (Vec<u64>, &[u8]) = match bytes.get(..8) {
+            Some(magic) if magic == MAGIC => {
+                let count = word(0).ok_or(CheckpointError::Magic)?;
+                if count != PARTS.len() as u64 {
+                    return Err(CheckpointError::Parts(count));
+                }
+                let lengths: Option<Vec<u64>> = (1..=PARTS.len()).map(word).collect();
+                (lengths.ok_or(CheckpointError::Magic)?, &bytes[16 + 8 * PARTS.len()..])
+            }
+            Some(magic) if magic == MAGIC_V1 && bytes.len() >= 32 => {
+                ((0..3).map(|i| word(i).expect("header present")).collect(), &bytes[32..])
+            }
+            _ => return Err(CheckpointError::Magic),
+        };
+        let mut parts = Vec::with_capacity(PARTS.len());
+        for (part, &needed) in PARTS.iter().zip(&lengths) {
             if needed > rest.len() as u64 {
                 return Err(CheckpointError::Truncated { part, needed, available: rest.len() as u64 });
             }
             let (head, tail) = rest.split_at(needed as usize);
             rest = tail;
-            Ok(head)
-        };
-        let state = take("the training state", len(0))?;
-        let model = take("the model", len(1))?.to_vec();
-        let optimizer = take("the optimiser", len(2))?.to_vec();
-        Ok(Self { state: serde_json::from_slice(state)?, model, optimizer })
+            parts.push(head.to_vec());
+        }
+        // A first-layout file has neither a loss record nor a memory.
+        parts.resize(PARTS.len(), Vec::new());
+        let [state, model, optimizer, loss, memory] = <[Vec<u8>; 5]>::try_from(parts).expect("five parts");
+        Ok(Self { state: serde_json::from_slice(&state)?, model, optimizer, loss, memory })
     }
 
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
@@ -124,12 +149,40 @@ mod tests {
             state: TrainState { iteration: 7, sampler: SamplerState { epoch: 1, cursor: 2, batches: 7 }, loss_calls: 7, train_set: None },
             model: vec![1, 2, 3],
             optimizer: vec![4, 5],
+            loss: vec![6],
+            memory: vec![7, 8, 9, 10],
         };
         let bytes = checkpoint.to_bytes();
         let back = Checkpoint::from_bytes(&bytes).unwrap();
         assert_eq!(back.state, checkpoint.state);
-        assert_eq!((back.model, back.optimizer), (vec![1, 2, 3], vec![4, 5]));
-        assert!(matches!(Checkpoint::from_bytes(&bytes[..bytes.len() - 1]), Err(CheckpointError::Truncated { .. })));
-        assert!(matches!(Checkpoint::from_bytes(b"not a checkpoint at all, no no no"), Err(CheckpointError::Magic)));
+        assert_eq!((back.model, back.optimizer, back.loss, back.memory), (vec![1, 2, 3], vec![4, 5], vec![6], vec![7, 8, 9, 10]));
+        let cut = Checkpoint::from_bytes(&bytes[..bytes.len() - 1]).err().expect("refused");
+        assert!(matches!(cut, CheckpointError::Truncated { part: "the cross-batch memory", needed: 4, available: 3 }), "{cut}");
+        for short in [&bytes[..8], &bytes[..20], &b"not a checkpoint at all, no no no"[..]] {
+            assert!(matches!(Checkpoint::from_bytes(short), Err(CheckpointError::Magic)));
+        }
+        let mut more = bytes.clone();
+        more[8] = 6;
+        assert!(matches!(Checkpoint::from_bytes(&more), Err(CheckpointError::Parts(6))));
+    }
+
+    #[test]
+    fn first_layout_files_are_read() {
+        let state = serde_json::to_vec(&TrainState {
+            iteration: 3,
+            sampler: SamplerState { epoch: 0, cursor: 1, batches: 3 },
+            loss_calls: 0,
+            train_set: None,
+        })
+        .unwrap();
+        let mut v1 = b"DMLCKPT1".to_vec();
+        for len in [state.len(), 2, 1] {
+            v1.extend_from_slice(&(len as u64).to_le_bytes());
+        }
+        v1.extend_from_slice(&state);
+        v1.extend_from_slice(&[1, 2, 3]);
+        let back = Checkpoint::from_bytes(&v1).unwrap();
+        assert_eq!((back.state.iteration, back.model, back.optimizer), (3, vec![1, 2], vec![3]));
+        assert!(back.loss.is_empty() && back.memory.is_empty());
     }
 }

@@ -7,6 +7,8 @@ use crate::data::{AugmentConfig, DataConfig, NormalizeKind, SamplerConfig};
 use crate::loss::LossConfig;
 use crate::model::ModelConfig;
 
+use super::cross_batch_memory::XbmConfig;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -18,6 +20,7 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     pub optimizer: OptimizerConfig,
     pub eval: EvalConfig,
+    pub xbm: XbmConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,10 @@ pub struct OptimizerConfig {
     pub momentum: f64,
     /// The backbone learns at `lr × backbone_lr_mult`, the embedding head at `lr`.
     pub backbone_lr_mult: f64,
+    /// A proxy loss's proxies learn at `lr × loss_lr_mult`; absent: the loss's published setting
+    /// (`LossConfig::default_proxy_lr_mult`). The pair losses have nothing to train.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_lr_mult: Option<f64>,
     /// Iterations at which the learning rate is multiplied by `lr_gamma`.
     pub lr_steps: Vec<u64>,
     pub lr_gamma: f64,
@@ -74,6 +81,7 @@ impl Default for OptimizerConfig {
             weight_decay: 5e-4,
             momentum: 0.9,
             backbone_lr_mult: 1.0,
+            loss_lr_mult: None,
             lr_steps: Vec::new(),
             lr_gamma: 0.1,
         }
@@ -175,14 +183,6 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        // The trainer does not yet give a proxy loss its classes, nor train and checkpoint its
-        // proxies: refused rather than trained with proxies that never move.
-        if self.loss.is_proxy() {
-            return bad(format!(
-                "loss.name = \"{}\": the proxy losses are in the library (dml_engine::loss) but `dml train` cannot train them yet",
-                self.loss.name()
-            ));
-        }
         // TOML's integers are signed 64-bit: a larger count read from a file (the TOML reader
         // takes it into a u64) could not be written back to config.toml.
         let margin_seed = match &self.loss {
@@ -190,6 +190,7 @@ impl TrainConfig {
             _ => None,
         };
         let counts = [
+            ("xbm.start_iteration", self.xbm.start_iteration),
             ("run.iterations", self.run.iterations),
             ("run.eval_interval", self.run.eval_interval),
             ("run.checkpoint_interval", self.run.checkpoint_interval),
@@ -223,6 +224,39 @@ impl TrainConfig {
             if value > max {
                 return bad(format!("{name} = {value}: at most {max}"));
             }
+        }
+        if self.xbm.memory_size > MAX_MEMORY_ROWS || self.xbm.memory_size.saturating_mul(self.model.dim) > MAX_MEMORY_VALUES {
+            return bad(format!(
+                "xbm.memory_size = {} rows of model.dim = {}: at most {MAX_MEMORY_ROWS} rows and {MAX_MEMORY_VALUES} values",
+                self.xbm.memory_size, self.model.dim
+            ));
+        }
+        if self.xbm.enabled() && !self.loss.has_reference_form() {
+            return bad(format!(
+                "xbm.memory_size = {}: cross-batch memory works with {}, not with the loss {}",
+                self.xbm.memory_size,
+                crate::loss::LossConfig::REFERENCE_NAMES.join(", "),
+                self.loss.name()
+            ));
+        }
+        if self.xbm.weight < 0.0 {
+            return bad(format!("xbm.weight = {}: must be ≥ 0", self.xbm.weight));
+        }
+        if let Some((classes, dim)) = self.loss.proxy_sizes() {
+            if classes > MAX_CLASSES {
+                return bad(format!("loss.num_classes = {classes}: at most {MAX_CLASSES}"));
+            }
+            if dim != 0 && dim != self.model.dim {
+                return bad(format!(
+                    "loss.dim = {dim} but model.dim = {}: the proxies live in the embedding space (leave loss.dim out)",
+                    self.model.dim
+                ));
+            }
+        }
+        if let Some(mult) = self.optimizer.loss_lr_mult
+            && !(mult.is_finite() && mult >= 0.0)
+        {
+            return bad(format!("optimizer.loss_lr_mult = {mult}: must be ≥ 0"));
         }
         if self.sampler.p * self.sampler.k > MAX_BATCH {
             return bad(format!(
@@ -304,6 +338,11 @@ pub const MAX_PREFETCH: usize = 64;
 pub const MAX_EVAL_BATCH: usize = 100_000;
 pub const MAX_K_OF_RECALL: usize = 1_000_000;
 pub const MAX_KS: usize = 1_000;
+/// Cross-batch memory: XBM's published memories hold up to 55,000 rows of 128–512 values.
+pub const MAX_MEMORY_ROWS: usize = 10_000_000;
+pub const MAX_MEMORY_VALUES: usize = 1 << 31;
+/// Proxies of a proxy loss given in the config (SOP, the largest published set, has 11,318).
+pub const MAX_CLASSES: usize = 10_000_000;
 
 /// The first float in `value` that is NaN or infinite, with its dotted path.
 fn non_finite_float(value: &toml::Value, path: &str) -> Option<(String, f64)> {

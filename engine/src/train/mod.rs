@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod config;
+mod cross_batch_memory;
 mod evaluation;
 mod optimizer;
 mod run_dir;
@@ -15,6 +16,7 @@ use burn::module::Module;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainSetSummary, TrainState};
 pub use config::{ConfigError, EvalConfig, OptimizerConfig, OptimizerKind, RunConfig, TrainConfig};
+pub use cross_batch_memory::{CrossBatchMemory, MemoryFormatError, XbmConfig};
 // The sections that configure the data live beside it; a run's config composes them.
 pub use crate::data::{AugmentConfig, NormalizeKind, SamplerConfig};
 pub use evaluation::{EmbedError, EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
@@ -158,7 +160,7 @@ pub fn run(run: &RunDir, trainer: &mut Trainer, observer: &mut dyn TrainObserver
         }
         let report = trainer.step()?;
         report_skipped(trainer, observer);
-        run.append(&MetricsLine::Train { iteration: report.iteration, loss: report.loss, lr: report.lr })?;
+        run.append(&MetricsLine::Train { iteration: report.iteration, loss: report.loss, lr: report.lr, xbm_loss: report.xbm_loss })?;
         observer.step(&report, schedule.iterations);
         let last = report.iteration == schedule.iterations;
         if !last && due(schedule.eval_interval, report.iteration) && log_evaluation(run, trainer, observer, stop)?.is_none() {

@@ -26,8 +26,14 @@ pub enum MetricsLine {
     },
     Train {
         iteration: u64,
+        /// The loss minimised: with cross-batch memory, the batch's term plus `xbm.weight` times
+        /// the memory's.
         loss: f64,
         lr: f64,
+        /// The memory term (`forward_against`, before `xbm.weight`) on steps that used the memory;
+        /// absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        xbm_loss: Option<f64>,
     },
 }
 
@@ -292,7 +298,7 @@ mod tests {
 
     #[test]
     fn metrics_lines_have_the_documented_shape() {
-        let train = MetricsLine::Train { iteration: 3, loss: 0.5, lr: 0.001 };
+        let train = MetricsLine::Train { iteration: 3, loss: 0.5, lr: 0.001, xbm_loss: None };
         assert_eq!(serde_json::to_string(&train).unwrap(), r#"{"iteration":3,"loss":0.5,"lr":0.001}"#);
         let eval = MetricsLine::Eval {
             iteration: 3,
@@ -305,6 +311,12 @@ mod tests {
         assert_eq!(text, r#"{"iteration":3,"split":"test","recall_at_k":{"1":0.5,"2":0.75},"map_at_r":0.25,"r_precision":0.375}"#);
         assert_eq!(serde_json::from_str::<MetricsLine>(&text).unwrap(), eval);
         assert_eq!(serde_json::from_str::<MetricsLine>(r#"{"iteration":3,"loss":0.5,"lr":0.001}"#).unwrap(), train);
+        // A step that used the cross-batch memory adds its term; readers of the older shape
+        // still parse it (unknown keys are ignored by serde's untagged enums and by Python's).
+        let with_memory = MetricsLine::Train { iteration: 4, loss: 0.75, lr: 0.001, xbm_loss: Some(0.5) };
+        let text = serde_json::to_string(&with_memory).unwrap();
+        assert_eq!(text, r#"{"iteration":4,"loss":0.75,"lr":0.001,"xbm_loss":0.5}"#);
+        assert_eq!(serde_json::from_str::<MetricsLine>(&text).unwrap(), with_memory);
     }
 
     #[test]
@@ -314,7 +326,7 @@ mod tests {
         let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
         assert!(RunDir::create(&dir, &TrainConfig::default()).is_err());
         for i in 1..=4 {
-            run.append(&MetricsLine::Train { iteration: i, loss: 1.0 / i as f64, lr: 1e-3 }).unwrap();
+            run.append(&MetricsLine::Train { iteration: i, loss: 1.0 / i as f64, lr: 1e-3, xbm_loss: None }).unwrap();
         }
         run.truncate_metrics_after(2).unwrap();
         let lines = RunDir::open(&dir).unwrap().metrics().unwrap();
@@ -329,14 +341,14 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let run = RunDir::create(&dir, &TrainConfig::default()).unwrap();
         for i in 1..=3 {
-            run.append(&MetricsLine::Train { iteration: i, loss: 0.5, lr: 1e-3 }).unwrap();
+            run.append(&MetricsLine::Train { iteration: i, loss: 0.5, lr: 1e-3, xbm_loss: None }).unwrap();
         }
         let mut file = fs::OpenOptions::new().append(true).open(run.metrics_path()).unwrap();
         file.write_all(br#"{"iteration":4,"lo"#).unwrap();
         let iterations = |run: &RunDir| run.metrics().unwrap().iter().map(MetricsLine::iteration).collect::<Vec<_>>();
         assert_eq!(iterations(&run), vec![1, 2, 3]);
         run.truncate_metrics_after(3).unwrap();
-        run.append(&MetricsLine::Train { iteration: 4, loss: 0.25, lr: 1e-3 }).unwrap();
+        run.append(&MetricsLine::Train { iteration: 4, loss: 0.25, lr: 1e-3, xbm_loss: None }).unwrap();
         assert_eq!(iterations(&run), vec![1, 2, 3, 4]);
 
         // A bad line with lines after it is not a torn write: the file is damaged.

@@ -1,7 +1,7 @@
 //! One training run in memory: model, optimiser, loss, sampler and data, advanced a step at a time.
 
 use burn::module::Module;
-use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use std::collections::{BTreeSet, VecDeque};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, TrainSetSummary, TrainState};
 use super::config::TrainConfig;
+use super::cross_batch_memory::{CrossBatchMemory, MemoryFormatError};
 use super::evaluation::{EmbedError, EmbedProgress, Evaluation, evaluate};
 use crate::data::sampler::mix;
 use crate::data::{BadImage, Batch, Inputs, ListError, Pending, PkSampler, SamplerError, SamplerState};
@@ -18,6 +19,8 @@ use crate::model::Embedder;
 
 /// Stream id of the augmentation randomness (the sampler uses its own streams).
 const AUGMENT_STREAM: u64 = 0xA0_6E;
+/// Stream id of a proxy loss's initial proxies.
+const PROXY_STREAM: u64 = 0x9B_0C;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -27,6 +30,11 @@ pub enum TrainError {
     BadImage(#[from] BadImage),
     #[error("{0}")]
     Sampler(#[from] SamplerError),
+    /// The config does not fit the data (a proxy loss's num_classes, say).
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Memory(#[from] MemoryFormatError),
     #[error("{what} at iteration {iteration}; training stopped")]
     NonFinite { iteration: u64, what: String },
     #[error("checkpoint: {0}")]
@@ -61,6 +69,8 @@ pub struct StepReport {
     pub loss: f64,
     /// Learning rate of the head in this step.
     pub lr: f64,
+    /// The cross-batch memory's term (before `xbm.weight`), on steps that used the memory.
+    pub xbm_loss: Option<f64>,
 }
 
 pub struct Trainer {
@@ -70,7 +80,13 @@ pub struct Trainer {
     /// `None` only while an optimiser step owns it.
     model: Option<Embedder>,
     optimizer: ModuleOptimizer,
-    loss: MetricLoss,
+    /// `None` only while an optimiser step owns it (a proxy loss's W is trained).
+    loss: Option<MetricLoss>,
+    /// The training split's labels in increasing order: the loss sees label `classes[c]` as `c`,
+    /// the numbering a proxy loss's rows need (the pair losses only compare labels).
+    classes: Vec<i64>,
+    /// With `[xbm]`: the embeddings of earlier batches.
+    memory: Option<CrossBatchMemory>,
     sampler: PkSampler,
     inputs: Arc<Inputs>,
     /// Training batches being decoded, oldest first, each with the sampler state before it was
@@ -106,9 +122,15 @@ impl Trainer {
         let sampler = PkSampler::new(inputs.train_labels(), config.sampler.p, config.sampler.k, config.run.seed)?;
         let device = device.clone().autodiff();
         let model = config.model.init_seeded(config.in_channels(), config.run.seed, &device);
+        let mut classes = inputs.train_labels().to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        let loss = config.loss.clone().sized_for(classes.len(), config.model.dim).map_err(TrainError::Config)?;
         Ok(Self {
             config: config.clone(),
-            loss: config.loss.init(&device),
+            loss: Some(loss.init_seeded(mix(config.run.seed, 0, PROXY_STREAM), &device)),
+            memory: config.xbm.enabled().then(|| config.xbm.init(config.model.dim, &device)),
+            classes,
             optimizer: config.optimizer.init(),
             model: Some(model),
             device,
@@ -132,6 +154,16 @@ impl Trainer {
         trainer.model = Some(model);
         let optim_record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.optimizer.clone()))?;
         trainer.optimizer = trainer.optimizer.load_record(optim_record);
+        if !checkpoint.loss.is_empty() {
+            let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.loss.clone()))?;
+            let loss = trainer.loss.take().expect("loss present").try_load_record(record)?;
+            trainer.loss = Some(loss);
+        }
+        if let Some(memory) = trainer.memory.as_mut()
+            && !checkpoint.memory.is_empty()
+        {
+            memory.load(&checkpoint.memory)?;
+        }
         if let Some(started_on) = &checkpoint.state.train_set {
             let now = trainer.train_set();
             if *started_on != now {
@@ -139,7 +171,7 @@ impl Trainer {
             }
         }
         trainer.sampler.resume(checkpoint.state.sampler)?;
-        trainer.loss.set_random_calls(checkpoint.state.loss_calls);
+        trainer.loss().set_random_calls(checkpoint.state.loss_calls);
         trainer.iteration = checkpoint.state.iteration;
         Ok(trainer)
     }
@@ -154,6 +186,16 @@ impl Trainer {
 
     pub fn model(&self) -> &Embedder {
         self.model.as_ref().expect("model present between steps")
+    }
+
+    /// The loss, with its trained proxies for a proxy loss.
+    pub fn loss(&self) -> &MetricLoss {
+        self.loss.as_ref().expect("loss present between steps")
+    }
+
+    /// The cross-batch memory, with `[xbm]`.
+    pub fn memory(&self) -> Option<&CrossBatchMemory> {
+        self.memory.as_ref()
     }
 
     pub fn inputs(&self) -> &Inputs {
@@ -200,26 +242,43 @@ impl Trainer {
         let batch = self.next_batch()?;
         self.note_skipped(&batch.skipped);
         let n = batch.labels.len();
+        let classes = &self.classes;
+        let labels: Vec<i64> =
+            batch.labels.iter().map(|l| classes.binary_search(l).expect("a training label is one of the split's") as i64).collect();
         let images = Tensor::<4>::from_data(TensorData::new(batch.pixels, batch.shape), &self.device);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), &self.device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &self.device);
 
         let model = self.model.take().expect("model present between steps");
+        let loss_fn = self.loss.take().expect("loss present between steps");
         let embeddings = model.forward(images);
         // Mining compares similarities, and every comparison with NaN is false: NaN embeddings
         // would silently give a zero loss instead of a NaN one, so they are checked themselves.
         let broken = embeddings.clone().is_nan().any().into_scalar::<bool>() || embeddings.clone().is_inf().any().into_scalar::<bool>();
-        let loss = self.loss.forward(embeddings, labels);
+        let mut loss = loss_fn.forward(embeddings.clone(), labels.clone());
+        let xbm = &self.config.xbm;
+        let remembers = xbm.active_after(self.iteration);
+        let memory_term = match &self.memory {
+            Some(memory) if remembers && !memory.is_empty() => {
+                let term = loss_fn.forward_against(embeddings.clone(), labels.clone(), memory.rows(), memory.labels());
+                loss = loss + term.clone().mul_scalar(xbm.weight);
+                Some(term.into_scalar::<f32>() as f64)
+            }
+            _ => None,
+        };
         let value = loss.clone().into_scalar::<f32>() as f64;
         if broken || !value.is_finite() {
             self.model = Some(model);
+            self.loss = Some(loss_fn);
             let what = if broken { "the embeddings are not finite (NaN or ∞)".to_string() } else { format!("the loss is {value}") };
             return Err(TrainError::NonFinite { iteration: self.iteration + 1, what });
         }
-        let grads = loss.backward();
+        let mut grads = loss.backward();
         let lr = self.config.optimizer.lr_at(self.iteration);
+        // A proxy loss's W first: what remains are the model's gradients.
+        let proxy_grads = GradientsParams::from_module(&mut grads, &loss_fn);
         let mult = self.config.optimizer.backbone_lr_mult;
         let model = if mult == 1.0 {
-            let grads = burn::optim::GradientsParams::from_grads(grads, &model);
+            let grads = GradientsParams::from_grads(grads, &model);
             self.optimizer.step(lr, model, grads)
         } else {
             let (backbone, head) = model.split_gradients(grads);
@@ -227,8 +286,18 @@ impl Trainer {
             self.optimizer.step(lr, model, head)
         };
         self.model = Some(model);
+        self.loss = Some(match self.config.loss.default_proxy_lr_mult() {
+            Some(default) => {
+                let mult = self.config.optimizer.loss_lr_mult.unwrap_or(default);
+                self.optimizer.step(lr * mult, loss_fn, proxy_grads)
+            }
+            None => loss_fn,
+        });
+        if let Some(memory) = self.memory.as_mut().filter(|_| remembers) {
+            memory.push(embeddings, labels);
+        }
         self.iteration += 1;
-        Ok(StepReport { iteration: self.iteration, loss: value, lr })
+        Ok(StepReport { iteration: self.iteration, loss: value, lr, xbm_loss: memory_term })
     }
 
     /// Recall@K, MAP@R and R-Precision on the unseen test classes, with the model in inference
@@ -262,11 +331,16 @@ impl Trainer {
             state: TrainState {
                 iteration: self.iteration,
                 sampler: self.sampler_state(),
-                loss_calls: self.loss.random_calls(),
+                loss_calls: self.loss().random_calls(),
                 train_set: Some(self.train_set()),
             },
             model: self.model_bytes()?,
             optimizer: self.optimizer.to_record().into_bytes()?.to_vec(),
+            loss: match self.loss().proxies() {
+                Some(_) => self.loss().clone().into_record().into_bytes()?.to_vec(),
+                None => Vec::new(),
+            },
+            memory: self.memory.as_ref().map(CrossBatchMemory::to_bytes).unwrap_or_default(),
         })
     }
 }
