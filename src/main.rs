@@ -40,6 +40,8 @@ enum Command {
     Project(commands::project::ProjectArgs),
     /// Recall@K, MAP@R, R-Precision (and NMI) of embeddings stored as NumPy .npy files.
     Metrics(commands::metrics::MetricsArgs),
+    /// The published experiments `dml train --preset NAME` reproduces, with sources and expected Recall@K.
+    Presets,
     /// Pretrained weight files: inspect, classify photos, fetch.
     #[command(subcommand)]
     Weights(commands::weights::WeightsCommand),
@@ -56,6 +58,13 @@ fn main() -> ExitCode {
         // SAFETY: first thing in `main`, before any thread that could read the environment.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
+    // Output piped into `head` or a pager that quits ends dml quietly, as it does other command
+    // line tools, instead of a panic on the closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // A misspelt pin would otherwise be ignored, and the run not be what the user reproduces.
     if let Err(e) = dml_engine::kernels::cpu_isa_from_env() {
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
         None => commands::train::run(Default::default()),
         Some(Command::Train(args)) => commands::train::run(*args),
         Some(Command::Metrics(args)) => commands::metrics::run(args),
+        Some(Command::Presets) => commands::presets::run(),
         Some(Command::Eval(args)) => commands::eval::run(args),
         Some(Command::Data(command)) => commands::data::run(command),
         Some(Command::Embed(args)) => commands::embed::run(args),

@@ -183,21 +183,7 @@ fn an_image_folder_trains_and_its_model_evaluates_embeds_and_exports() {
 fn in_shop_evaluates_queries_against_the_gallery() {
     let dir = scratch("photo-inshop");
     let root = dir.join("inshop");
-    let mut lines = Vec::new();
-    for (item, status, n) in
-        [(1, "train", 5), (2, "train", 5), (4, "train", 5), (7, "query", 2), (7, "gallery", 3), (9, "query", 2), (9, "gallery", 2)]
-    {
-        for k in 0..n {
-            let rel = format!("img/MEN/Denim/id_{item:08}/{k:02}_{status}.jpg");
-            photo(&root.join(&rel), item, k);
-            lines.push(format!("{rel} id_{item:08} {status}"));
-        }
-    }
-    fs::write(
-        root.join("list_eval_partition.txt"),
-        format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n")),
-    )
-    .unwrap();
+    inshop_tree(&root);
     let run_dir = dir.join("run");
     let out = train(&root, "inshop", &run_dir, &[]);
     ok(&out);
@@ -363,6 +349,26 @@ fn a_corrupt_image_stops_the_run_unless_skipped() {
 }
 
 /// CUB-200-2011: classes 1–3 train, 101–103 test, six photos each.
+/// In-Shop Clothes: items 1, 2, 4 train (five photos each); items 7 and 9 with query and gallery
+/// photos.
+fn inshop_tree(root: &Path) {
+    let mut lines = Vec::new();
+    for (item, status, n) in
+        [(1, "train", 5), (2, "train", 5), (4, "train", 5), (7, "query", 2), (7, "gallery", 3), (9, "query", 2), (9, "gallery", 2)]
+    {
+        for k in 0..n {
+            let rel = format!("img/MEN/Denim/id_{item:08}/{k:02}_{status}.jpg");
+            photo(&root.join(&rel), item, k);
+            lines.push(format!("{rel} id_{item:08} {status}"));
+        }
+    }
+    fs::write(
+        root.join("list_eval_partition.txt"),
+        format!("{}\nimage_name item_id evaluation_status\n{}\n", lines.len(), lines.join("\n")),
+    )
+    .unwrap();
+}
+
 fn cub_tree(root: &Path) {
     let (mut images, mut labels) = (String::new(), String::new());
     let mut id = 0;
@@ -534,5 +540,57 @@ fn resume_refuses_a_folder_whose_classes_changed_and_restarts_a_run_without_chec
             .contains("no checkpoint yet (the run stopped before its first one); starting it from iteration 0")
     );
     assert!(run_dir.join("checkpoint.dml").exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every preset validates and trains two iterations (with the memory on, for the XBM ones) on a
+/// small tree of its dataset's published format, with the small CNN on 32-pixel crops standing in
+/// for its ImageNet backbone to keep the test short. Without that override or `--pretrained`, a
+/// preset refuses to start from random weights; `--print-config` shows the preset with overrides.
+#[test]
+fn every_preset_runs_on_its_dataset_format() {
+    let dir = scratch("presets");
+    for (dataset, build) in
+        [("cub", cub_tree as fn(&Path)), ("cars", cars_tree as fn(&Path)), ("sop", sop_tree as fn(&Path)), ("inshop", inshop_tree)]
+    {
+        build(&dir.join(dataset));
+    }
+    for preset in &dml_engine::train::PRESETS {
+        let config = preset.config().unwrap();
+        let dataset = config.data.dataset.name();
+        let root = dir.join(dataset);
+        let run_dir = dir.join(preset.name);
+        let mut extra =
+            vec!["--preset", preset.name, "--backbone", "small-cnn", "--set", "run.iterations=2", "--set", "run.eval_interval=0"];
+        if config.xbm.memory_size > 0 {
+            extra.extend(["--set", "xbm.start_iteration=0"]);
+        }
+        let out = train(&root, dataset, &run_dir, &extra);
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("preset {}: ", preset.name)) && stderr.contains(&preset.expected_text()), "{stderr}");
+        let steps: Vec<Value> = fs::read_to_string(run_dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v.get("loss").is_some())
+            .collect();
+        assert_eq!(steps.len(), 2, "{}", preset.name);
+        if config.xbm.memory_size > 0 {
+            assert!(steps[1].get("xbm_loss").is_some(), "{}: the second step used the memory", preset.name);
+        }
+        let written = fs::read_to_string(run_dir.join("config.toml")).unwrap();
+        assert!(written.contains(&format!("name = \"{}\"", config.loss.name())), "{}: {written}", preset.name);
+    }
+
+    let root = dir.join("cub");
+    let refused =
+        dml(&["train", "--preset", "proxy-anchor-cub", "--root", root.to_str().unwrap(), "--run-dir", dir.join("x").to_str().unwrap()]);
+    assert_error(&refused, "", "--preset proxy-anchor-cub: bn-inception starts from ImageNet weights; give --pretrained FILE");
+    assert!(!dir.join("x").exists(), "nothing is created for a refused preset");
+    let shown = ok(&dml(&["train", "--preset", "proxy-anchor-cub", "--lr", "0.002", "--print-config"]));
+    assert!(shown.contains("lr = 0.002") && shown.contains("name = \"adamw\"") && shown.contains("iterations = 1980"), "{shown}");
+    let unknown = dml(&["train", "--preset", "ms-imagenet"]);
+    assert_error(&unknown, "", "--preset ms-imagenet: no such preset (known: ms-cub");
     fs::remove_dir_all(&dir).unwrap();
 }

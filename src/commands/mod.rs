@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod fetch_data;
 pub mod gui;
 pub mod metrics;
+pub mod presets;
 mod progress;
 pub mod project;
 pub mod train;

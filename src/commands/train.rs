@@ -9,7 +9,8 @@ use clap::Args;
 use dml_engine::backend::BackendChoice;
 use dml_engine::eval::RetrievalMetrics;
 use dml_engine::loss::LossConfig;
-use dml_engine::train::{self, Checkpoint, Evaluation, Outcome, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
+use dml_engine::model::BackboneKind;
+use dml_engine::train::{self, Checkpoint, Evaluation, Outcome, PRESETS, Preset, RunDir, StepReport, TrainConfig, TrainObserver, Trainer};
 
 use super::progress::{ImageCountBar, Progress};
 use crate::error::CliError;
@@ -19,6 +20,10 @@ pub struct TrainArgs {
     /// Start from this TOML config (every field optional; see --print-config).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Start from a published experiment's settings (`dml presets` lists them); flags and --set
+    /// override them.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["config", "resume"])]
+    preset: Option<String>,
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -195,17 +200,42 @@ fn stop_on_ctrl_c() {
 fn stop_on_ctrl_c() {}
 
 fn build_config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
-    let mut config = match &args.config {
-        Some(path) => {
+    let mut config = match (&args.config, preset(args)?) {
+        (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|e| CliError::at(path, e))?;
             TrainConfig::from_toml(&text).map_err(|e| CliError::at(path, e))?
         }
-        None => TrainConfig::default(),
+        (None, Some(preset)) => preset.config().map_err(CliError::plain)?,
+        (None, None) => TrainConfig::default(),
     };
     if let Some(name) = &args.loss {
         config.loss = LossConfig::from_name(name).map_err(|e| CliError::plain(format!("--loss {name}: {e}")))?;
     }
     config.with_overrides(&args.overrides()).map_err(CliError::plain)
+}
+
+/// The preset `--preset` names.
+fn preset(args: &TrainArgs) -> Result<Option<&'static Preset>, CliError> {
+    let Some(name) = &args.preset else { return Ok(None) };
+    let known = || PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
+    Preset::find(name)
+        .map(Some)
+        .ok_or_else(|| CliError::plain(format!("--preset {name}: no such preset (known: {}; see `dml presets`)", known())))
+}
+
+/// A preset that starts from ImageNet weights does not start silently from random ones: its
+/// backbone (unless overridden by the small CNN, which has none) needs `--pretrained`.
+fn check_preset_weights(preset: Option<&Preset>, config: &TrainConfig) -> Result<(), CliError> {
+    match preset.and_then(|p| Some((p, p.weights?))) {
+        Some((preset, weights)) if config.model.pretrained.is_none() && config.model.backbone != BackboneKind::SmallCnn => {
+            Err(CliError::plain(format!(
+                "--preset {}: {} starts from ImageNet weights; give --pretrained FILE ({weights})",
+                preset.name,
+                config.model.backbone.name()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `--root` and `--pretrained` are kept in the run's `config.toml`, which is text: a path that is
@@ -265,6 +295,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
                 print!("{}", config.to_toml());
                 return Ok(());
             }
+            check_preset_weights(preset(&args)?, &config)?;
             let dir = match args.run_dir.clone() {
                 Some(dir) => dir,
                 None => RunDir::claim_fresh(Path::new("runs")).map_err(|e| CliError::at(&e.path, e.message))?,
@@ -302,6 +333,9 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         config.loss.name(),
         config.run.iterations
     );
+    if let Some(preset) = preset(&args)? {
+        eprintln!("preset {}: {}; its source reports {}", preset.name, preset.reproduces, preset.expected_text());
+    }
     stop_on_ctrl_c();
     let mut observer = CliObserver {
         progress: Progress::new("train", trainer.iteration(), config.run.iterations),

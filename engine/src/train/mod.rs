@@ -6,6 +6,7 @@ mod config;
 mod cross_batch_memory;
 mod evaluation;
 mod optimizer;
+mod presets;
 mod run_dir;
 mod trainer;
 
@@ -20,6 +21,7 @@ pub use cross_batch_memory::{CrossBatchMemory, MemoryFormatError, XbmConfig};
 // The sections that configure the data live beside it; a run's config composes them.
 pub use crate::data::{AugmentConfig, NormalizeKind, SamplerConfig};
 pub use evaluation::{EmbedError, EmbedProgress, Embedded, Evaluation, embed_part, embed_test, evaluate, score};
+pub use presets::{PRESETS, Preset};
 pub use run_dir::{MetricsLine, RunDir, RunDirError};
 pub use trainer::{StepReport, TrainError, Trainer};
 
