@@ -33,7 +33,9 @@ reps=${REPS:-20}
 echo "== losses: forward + backward, CPU, median of $reps (ms)"
 "$CARGO_TARGET_DIR/release/losses" "$reps" > "$out/losses_dml.txt"
 : > "$out/losses_pml.txt"
-for case in "ms 80" "ms 1000" "lifted 80" "lifted 1000" "triplet_semihard 80" "triplet_semihard 1000"; do
+for case in "ms 80" "ms 1000" "lifted 80" "lifted 1000" "triplet_semihard 80" "triplet_semihard 1000" \
+    "proxy_nca 80" "proxy_nca 1000" "proxy_anchor 80" "proxy_anchor 1000" "norm_softmax 80" "norm_softmax 1000" \
+    "soft_triple 80" "soft_triple 1000" "arcface 80" "arcface 1000"; do
     set -- $case
     "$py" bench/pytorch_losses.py "$reps" "$1" "$2" >> "$out/losses_pml.txt" ||
         echo "$1 $2 512 failed(exit-$?)" >> "$out/losses_pml.txt"

@@ -439,7 +439,7 @@ fn a_diverging_run_stops_at_the_nan_and_keeps_its_last_checkpoint() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("the last good checkpoint (iteration 0) is kept"), "{stderr}");
     let checkpoint = fs::read(run_dir.join("checkpoint.dml")).unwrap();
-    assert!(checkpoint.starts_with(b"DMLCKPT1"));
+    assert!(checkpoint.starts_with(b"DMLCKPT2"));
     fs::remove_dir_all(&dir).unwrap();
 }
 

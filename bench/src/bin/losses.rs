@@ -1,8 +1,9 @@
 //! Loss forward + backward time on the CPU backend, the dml side of `bench/run.sh`.
 //!
-//! `losses [reps]` prints one line per case: `name n d median_ms`. Inputs match
-//! `pytorch_losses.py`: unit-length random embeddings, P×K labels (K = 5 for n = 80, K = 10 for
-//! n = 1000).
+//! `losses [reps] [name...]` prints one line per case: `name n d median_ms` (every loss below when
+//! no name is given). Inputs match `pytorch_losses.py`: unit-length random embeddings, P×K labels
+//! (K = 5 for n = 80, K = 10 for n = 1000); a proxy loss has one proxy per class of the batch (16
+//! and 100), and its time includes the gradient of its proxies.
 
 use std::time::Instant;
 
@@ -14,9 +15,11 @@ use rand::{RngExt, SeedableRng};
 fn main() {
     dml_engine::memory::keep_freed_memory();
     let reps: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let chosen: Vec<String> = std::env::args().skip(2).collect();
     let device = Device::flex().autodiff();
     let d = 512;
-    for name in ["ms", "lifted", "triplet_semihard"] {
+    let all = ["ms", "lifted", "triplet_semihard", "proxy_nca", "proxy_anchor", "norm_softmax", "soft_triple", "arcface"];
+    for name in all.into_iter().filter(|n| chosen.is_empty() || chosen.iter().any(|c| c == n)) {
         for n in [80usize, 1000] {
             let per_class = if n == 80 { 5 } else { 10 };
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(n as u64);
@@ -26,7 +29,8 @@ fn main() {
                 row.iter_mut().for_each(|v| *v /= norm);
             }
             let labels: Vec<i64> = (0..n).map(|i| (i / per_class) as i64).collect();
-            let loss = LossConfig::from_name(name).expect("known loss").init(&device);
+            let config = LossConfig::from_name(name).expect("known loss").sized_for(n / per_class, d).expect("sizes fit");
+            let loss = config.init(&device);
             let mut times = Vec::with_capacity(reps);
             for rep in 0..reps + 3 {
                 let emb = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, d]), &device).require_grad();

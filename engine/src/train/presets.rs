@@ -29,10 +29,14 @@ pub struct Preset {
 }
 
 /// BN-Inception's ImageNet weights as the Deep_Metric, MS and Proxy-Anchor code load them.
-const BN_INCEPTION_WEIGHTS: &str = "bn_inception-52deb4733.pth, the Caffe-converted BN-Inception of the pretrainedmodels \
-     package (the file those authors' code loads); check it with `dml weights inspect FILE`";
-const RESNET50_WEIGHTS: &str =
-    "torchvision's resnet50-19c8e357.pth (ImageNet, the weights the XBM code loads); check it with `dml weights inspect FILE`";
+const BN_INCEPTION_WEIGHTS: &str = "bn_inception-52deb4733.pth, the Caffe-converted BN-Inception that those authors' code \
+     loads: `pip install pretrainedmodels==0.7.4` and `python -c \"import pretrainedmodels; \
+     pretrainedmodels.bninception(pretrained='imagenet')\"` save it in PyTorch's cache (~/.cache/torch/hub/checkpoints); \
+     check it with `dml weights inspect FILE`";
+/// torchvision's ImageNet ResNet-50.
+const RESNET50_WEIGHTS: &str = "torchvision's ImageNet ResNet-50 (IMAGENET1K_V1): \
+     `python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\"` saves resnet50-0676ba61.pth \
+     in PyTorch's cache (~/.cache/torch/hub/checkpoints); check it with `dml weights inspect FILE`";
 
 /// The seed experiment (`run_train_00.sh`): MS "Weight" loss, BN-Inception 512-d, batches of 16
 /// classes × 5, lr 1e-5, random crops of 227 from 256 with scale ≥ 0.16, frozen batch norm.
@@ -193,7 +197,8 @@ const SEED_DIFFERENCES: &str = "Deep_Metric counts 600 \"epochs\" of its identit
 const MS_LARGE_DIFFERENCES: &str = "The MS paper gives the batch (1,000) but not the schedule for SOP and In-Shop; the \
      iterations and steps here are ours, sized to about 200 passes over the training classes.";
 const XBM_DIFFERENCES: &str = "The XBM code enqueues each batch before its loss and drops self-pairs by similarity; dml's \
-     memory holds earlier batches only (docs/losses.md). Its ResNet-50 is torchvision's.";
+     memory holds earlier batches only (docs/losses.md). dml's ResNet-50 takes torchvision's weights; whether the XBM \
+     authors started from the same ImageNet file is not stated in their config.";
 const PROXY_ANCHOR_DIFFERENCES: &str = "The authors draw batches of 180 at random and train only the embedding layer and \
      the proxies for the first epoch (--warm 1); dml draws P × K = 36 × 5 and trains everything from the start. Epochs are \
      converted to iterations at 180 images each; BN-Inception pools by average (theirs adds max and average pooling).";
