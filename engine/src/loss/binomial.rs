@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pairwise::{LabelMasks, count_in_row, mean_over_anchors, no_term, similarity, similarity_between};
+use super::pairwise::{LabelMasks, against, count_in_row, mean_over_anchors, similarity, similarity_between};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,10 +47,7 @@ impl BinomialLoss {
         reference: Tensor<2>,
         reference_labels: Tensor<1, Int>,
     ) -> Tensor<1> {
-        if reference.dims()[0] == 0 {
-            return no_term(embeddings);
-        }
-        self.over_similarities(similarity_between(embeddings, reference.detach()), LabelMasks::against(labels, reference_labels))
+        against(embeddings, labels, reference, reference_labels, |x, r, masks| self.over_similarities(similarity_between(x, r), masks))
     }
 
     fn over_similarities(&self, sim: Tensor<2>, masks: LabelMasks) -> Tensor<1> {

@@ -66,9 +66,25 @@ impl LabelMasks {
     }
 }
 
+/// What the losses' `forward_against` share: `loss(X, R, masks)` with the reference detached (a
+/// constant: no gradient flows into it) and the label masks without self-exclusion; an empty
+/// reference has no term at all.
+pub(crate) fn against(
+    embeddings: Tensor<2>,
+    labels: Tensor<1, Int>,
+    reference: Tensor<2>,
+    reference_labels: Tensor<1, Int>,
+    loss: impl FnOnce(Tensor<2>, Tensor<2>, LabelMasks) -> Tensor<1>,
+) -> Tensor<1> {
+    if reference.dims()[0] == 0 {
+        return no_term(embeddings);
+    }
+    loss(embeddings, reference.detach(), LabelMasks::against(labels, reference_labels))
+}
+
 /// The loss of a batch without any term against an empty reference set: exactly 0, connected to
 /// the embeddings (zero gradient) so that it can be added to a loss or differentiated alone.
-pub(crate) fn no_term(embeddings: Tensor<2>) -> Tensor<1> {
+fn no_term(embeddings: Tensor<2>) -> Tensor<1> {
     let everywhere = Tensor::<2, Bool>::full(embeddings.dims(), true, &embeddings.device());
     embeddings.mask_fill(everywhere, 0.0).sum()
 }

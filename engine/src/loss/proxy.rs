@@ -65,7 +65,9 @@ pub(crate) fn check_labels(labels: &Tensor<1, Int>, classes: usize, loss: &str) 
     if labels.dims()[0] == 0 {
         return;
     }
-    let (low, high) = (labels.clone().min().into_scalar::<i64>(), labels.clone().max().into_scalar::<i64>());
+    // Both ends in one read-back: this runs on every training step.
+    let range = Tensor::cat(vec![labels.clone().min(), labels.clone().max()], 0).try_into_vec_as::<i64>().expect("labels read back");
+    let (low, high) = (range[0], range[1]);
     assert!(
         low >= 0 && (high as usize) < classes,
         "{loss}: labels must lie in 0..{} (num_classes = {classes}); found {low}..={high}",

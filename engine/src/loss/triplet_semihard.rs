@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pairwise::{LabelMasks, count_at_most, distance, distance_between, no_term, similarity, similarity_between};
+use super::pairwise::{LabelMasks, against, count_at_most, distance, distance_between, similarity, similarity_between};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,12 +46,10 @@ impl TripletSemihardLoss {
         reference: Tensor<2>,
         reference_labels: Tensor<1, Int>,
     ) -> Tensor<1> {
-        if reference.dims()[0] == 0 {
-            return no_term(embeddings);
-        }
-        let reference = reference.detach();
-        let sim = similarity_between(embeddings.clone(), reference.clone());
-        self.over_distances(distance_between(embeddings, reference, sim), LabelMasks::against(labels, reference_labels))
+        against(embeddings, labels, reference, reference_labels, |x, r, masks| {
+            let sim = similarity_between(x.clone(), r.clone());
+            self.over_distances(distance_between(x, r, sim), masks)
+        })
     }
 
     /// The loss from `[n, m]` anchor-to-candidate distances and masks.

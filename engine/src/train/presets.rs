@@ -38,15 +38,19 @@ const RESNET50_WEIGHTS: &str = "torchvision's ImageNet ResNet-50 (IMAGENET1K_V1)
      `python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\"` saves resnet50-0676ba61.pth \
      in PyTorch's cache (~/.cache/torch/hub/checkpoints); check it with `dml weights inspect FILE`";
 
-/// The seed experiment (`run_train_00.sh`): MS "Weight" loss, BN-Inception 512-d, batches of 16
-/// classes × 5, lr 1e-5, random crops of 227 from 256 with scale ≥ 0.16, frozen batch norm.
-const SEED_MS: &str = r#"
+/// BN-Inception with a 512-d embedding on average pooling, batch norm frozen: the network of the
+/// MS and Proxy-Anchor presets, laid under their recipes.
+const BN_INCEPTION_512: &str = r#"
 [model]
 backbone = "bn-inception"
 dim = 512
 pool = "average"
 freeze_bn = true
+"#;
 
+/// The seed experiment (`run_train_00.sh`): MS "Weight" loss, BN-Inception 512-d, batches of 16
+/// classes × 5, lr 1e-5, random crops of 227 from 256 with scale ≥ 0.16, frozen batch norm.
+const SEED_MS: &str = r#"
 [loss]
 name = "ms"
 alpha = 2.0
@@ -80,12 +84,6 @@ ks = [1, 2, 4, 8, 16, 32]
 
 /// MS on the large sets: batches of 1,000 (200 classes × 5), the MS code's Adam and step schedule.
 const MS_LARGE: &str = r#"
-[model]
-backbone = "bn-inception"
-dim = 512
-pool = "average"
-freeze_bn = true
-
 [loss]
 name = "ms"
 
@@ -151,12 +149,6 @@ checkpoint_interval = 1000
 /// Proxy-Anchor's BN-Inception runs: AdamW 1e-4 (weight decay 1e-4), batches of 180, proxies at
 /// 100× (the loss's default), α 32, δ 0.1, frozen batch norm, lr halved every few epochs.
 const PROXY_ANCHOR: &str = r#"
-[model]
-backbone = "bn-inception"
-dim = 512
-pool = "average"
-freeze_bn = true
-
 [loss]
 name = "proxy_anchor"
 margin = 0.1
@@ -214,7 +206,7 @@ pub const PRESETS: [Preset; 8] = [
         expected: &[(1, 65.7), (2, 77.0), (4, 86.3), (8, 91.2)],
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: SEED_DIFFERENCES,
-        layers: &[SEED_MS, CUB],
+        layers: &[BN_INCEPTION_512, SEED_MS, CUB],
     },
     Preset {
         name: "ms-cars",
@@ -223,7 +215,7 @@ pub const PRESETS: [Preset; 8] = [
         expected: &[(1, 84.1), (2, 90.4), (4, 94.0), (8, 96.5)],
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: SEED_DIFFERENCES,
-        layers: &[SEED_MS, CARS],
+        layers: &[BN_INCEPTION_512, SEED_MS, CARS],
     },
     Preset {
         name: "ms-sop",
@@ -233,7 +225,7 @@ pub const PRESETS: [Preset; 8] = [
         expected: &[(1, 78.2), (10, 90.5), (100, 96.0), (1000, 98.7)],
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: MS_LARGE_DIFFERENCES,
-        layers: &[MS_LARGE, SOP],
+        layers: &[BN_INCEPTION_512, MS_LARGE, SOP],
     },
     Preset {
         name: "ms-inshop",
@@ -242,7 +234,7 @@ pub const PRESETS: [Preset; 8] = [
         expected: &[(1, 89.7), (10, 97.9), (20, 98.5), (30, 98.8), (40, 99.1), (50, 99.2)],
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: MS_LARGE_DIFFERENCES,
-        layers: &[MS_LARGE, INSHOP],
+        layers: &[BN_INCEPTION_512, MS_LARGE, INSHOP],
     },
     Preset {
         name: "xbm-sop",
@@ -277,7 +269,7 @@ pub const PRESETS: [Preset; 8] = [
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: PROXY_ANCHOR_DIFFERENCES,
         // 5,864 training images: 33 iterations an epoch, 60 epochs, halved every 10.
-        layers: &[PROXY_ANCHOR, CUB, "[run]\niterations = 1980\n[optimizer]\nlr_steps = [330, 660, 990, 1320, 1650]"],
+        layers: &[BN_INCEPTION_512, PROXY_ANCHOR, CUB, "[run]\niterations = 1980\n[optimizer]\nlr_steps = [330, 660, 990, 1320, 1650]"],
     },
     Preset {
         name: "proxy-anchor-cars",
@@ -288,7 +280,7 @@ pub const PRESETS: [Preset; 8] = [
         weights: Some(BN_INCEPTION_WEIGHTS),
         differences: PROXY_ANCHOR_DIFFERENCES,
         // 8,054 training images: 45 iterations an epoch, 60 epochs, halved every 20.
-        layers: &[PROXY_ANCHOR, CARS, "[run]\niterations = 2700\n[optimizer]\nlr_steps = [900, 1800]"],
+        layers: &[BN_INCEPTION_512, PROXY_ANCHOR, CARS, "[run]\niterations = 2700\n[optimizer]\nlr_steps = [900, 1800]"],
     },
 ];
 
